@@ -1,0 +1,2 @@
+//! Placeholder until the connect benchmark lands.
+fn main() {}

@@ -1,0 +1,205 @@
+//! `Connector`: the per-instance cache map, `connect` / `connect_with`, and `close`.
+
+pub(crate) mod builder;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tracing::{Instrument, debug, debug_span};
+
+pub use builder::ConnectorBuilder;
+
+use crate::admin_api::AdminClient;
+use crate::credentials::TokenSource;
+use crate::dial::{self, DialFn};
+use crate::keys::SharedKey;
+use crate::refresh::{Background, Cache, Lazy, Refresher};
+use crate::{CloudSqlStream, DialOptions, Engine, Error, InstanceConnectionName, IpType, RefreshStrategy};
+
+type CacheKey = (InstanceConnectionName, bool);
+
+/// Opens secure, IAM-authorized connections to Cloud SQL instances.
+///
+/// One connector serves any number of instances and connections: it keeps each instance's
+/// certificate fresh and shares one RSA key among them. Create one per process and clone it
+/// (clones share everything); the last clone dropped stops all background work, as does
+/// [`close`](Connector::close).
+///
+/// ```no_run
+/// use cloudsql_core::Connector;
+/// use tokio::io::AsyncWriteExt;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = Connector::builder().build()?;
+/// let mut stream = connector.connect("my-project:us-central1:my-db").await?;
+/// // Speak the database protocol over `stream`, or hand it to a driver.
+/// stream.shutdown().await?;
+/// connector.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Connector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Arc<AdminClient>,
+    key: SharedKey,
+    login: Arc<dyn TokenSource>,
+    ip_type: IpType,
+    iam_authn: bool,
+    refresh_strategy: RefreshStrategy,
+    timeout: Duration,
+    dial_fn: Option<DialFn>,
+    caches: Mutex<HashMap<CacheKey, Arc<Cache>>>,
+    closed: AtomicBool,
+}
+
+impl Connector {
+    /// A builder with every option at its default.
+    pub fn builder() -> ConnectorBuilder {
+        ConnectorBuilder::default()
+    }
+
+    /// Connects to `instance` (`project:region:instance`) with the connector's defaults.
+    pub async fn connect(&self, instance: &str) -> Result<CloudSqlStream, Error> {
+        self.connect_with(instance, &DialOptions::default()).await
+    }
+
+    /// Connects to `instance` with per-connection options.
+    ///
+    /// Returns a stream past the TLS handshake, within the timeout. A failed dial or handshake
+    /// makes the next connect wait for fresh instance data.
+    pub async fn connect_with(&self, instance: &str, options: &DialOptions) -> Result<CloudSqlStream, Error> {
+        let name: InstanceConnectionName = instance.parse()?;
+        let timeout = options.timeout.unwrap_or(self.inner.timeout);
+        let span = debug_span!("connect", instance = %name);
+        match tokio::time::timeout(timeout, self.connect_inner(&name, options))
+            .instrument(span)
+            .await
+        {
+            Ok(result) => result.inspect_err(|e| debug!(instance = %name, error = %e, "connect failed")),
+            Err(_) => Err(Error::Timeout {
+                instance: name.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn connect_inner(
+        &self,
+        name: &InstanceConnectionName,
+        options: &DialOptions,
+    ) -> Result<CloudSqlStream, Error> {
+        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+        let cache = self.cache(name, iam_authn)?;
+        let info = match cache.conn_info().await {
+            Ok(info) => info,
+            Err(error) => {
+                if error.evicts_cache() || matches!(error, Error::Closed) {
+                    self.evict(name, iam_authn, &cache);
+                }
+                return Err(if self.is_closed() { Error::Closed } else { error });
+            }
+        };
+        if let Some(driver) = options.engine
+            && info.engine != Some(driver)
+        {
+            return Err(Error::IncompatibleDriver {
+                instance: name.to_string(),
+                driver,
+                database_version: info.database_version.clone(),
+            });
+        }
+        if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
+            return Err(Error::IamAuthnNotSupported {
+                instance: name.to_string(),
+                engine,
+            });
+        }
+        let host = info.address(options.ip_type.unwrap_or(self.inner.ip_type))?;
+        dial::dial(&info, host, self.inner.dial_fn.as_ref())
+            .await
+            .inspect_err(|_| cache.force_refresh())
+    }
+
+    /// The engine of an instance, from its (cached or fresh) connect settings.
+    ///
+    /// Driver crates use [`DialOptions::engine`] instead, which refuses a mismatch before dialing.
+    pub async fn engine(&self, instance: &str) -> Result<Option<Engine>, Error> {
+        let name: InstanceConnectionName = instance.parse()?;
+        let cache = self.cache(&name, self.inner.iam_authn)?;
+        Ok(cache.conn_info().await?.engine)
+    }
+
+    /// Whether automatic IAM database authentication is on by default.
+    pub fn iam_authn(&self) -> bool {
+        self.inner.iam_authn
+    }
+
+    /// Stops all background refreshes. Connecting afterwards fails with [`Error::Closed`].
+    /// Streams already open stay open.
+    pub async fn close(&self) {
+        self.inner.close();
+        tokio::task::yield_now().await;
+    }
+
+    /// Whether [`close`](Connector::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    fn cache(&self, name: &InstanceConnectionName, iam_authn: bool) -> Result<Arc<Cache>, Error> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        let mut caches = self.inner.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (name.clone(), iam_authn);
+        if let Some(cache) = caches.get(&key) {
+            return Ok(cache.clone());
+        }
+        let refresher = Refresher {
+            name: name.clone(),
+            iam_authn,
+            client: self.inner.client.clone(),
+            key: self.inner.key.clone(),
+            login: self.inner.login.clone(),
+        };
+        let cache = Arc::new(match self.inner.refresh_strategy {
+            RefreshStrategy::Background => Cache::Background(Background::spawn(refresher)),
+            RefreshStrategy::Lazy => Cache::Lazy(Lazy::new(refresher)),
+        });
+        debug!(instance = %name, iam_authn, strategy = ?self.inner.refresh_strategy, "new instance cache");
+        caches.insert(key, cache.clone());
+        Ok(cache)
+    }
+
+    fn evict(&self, name: &InstanceConnectionName, iam_authn: bool, cache: &Arc<Cache>) {
+        let mut caches = self.inner.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (name.clone(), iam_authn);
+        if caches.get(&key).is_some_and(|c| Arc::ptr_eq(c, cache)) {
+            debug!(instance = %name, "evicting instance cache");
+            caches.remove(&key);
+            cache.close();
+        }
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let caches = std::mem::take(&mut *self.caches.lock().unwrap_or_else(PoisonError::into_inner));
+        for cache in caches.values() {
+            cache.close();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,215 @@
+//! `ConnectorBuilder`: every option with its default, and the environment variables that set them.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Connector, Inner};
+use crate::admin_api::AdminClient;
+use crate::credentials::Credentials;
+use crate::dial::DialFn;
+use crate::keys;
+use crate::stream::AsyncStream;
+use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
+
+/// The universe domain of Google's public cloud.
+pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
+/// The first part of every User-Agent this connector sends.
+pub const USER_AGENT_PREFIX: &str = concat!("cloud-sql-rust-connector/", env!("CARGO_PKG_VERSION"));
+
+/// Builds a [`Connector`]. Every option has a default; see each method.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use cloudsql_core::{Connector, Credentials, IpType, RefreshStrategy};
+///
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = Connector::builder()
+///     .credentials(Credentials::from_file("key.json")?)
+///     .ip_type(IpType::Private)
+///     .iam_authn(true)
+///     .refresh_strategy(RefreshStrategy::Lazy)
+///     .timeout(Duration::from_secs(10))
+///     .quota_project("billing-project")
+///     .user_agent("my-app/1.2")
+///     .build()?;
+/// # let _ = connector; Ok(()) }
+/// ```
+#[must_use]
+#[derive(Default)]
+pub struct ConnectorBuilder {
+    credentials: Option<Credentials>,
+    ip_type: IpType,
+    iam_authn: bool,
+    refresh_strategy: RefreshStrategy,
+    timeout: Option<Duration>,
+    quota_project: Option<String>,
+    universe_domain: Option<String>,
+    admin_api_endpoint: Option<String>,
+    user_agent: Option<String>,
+    dial_fn: Option<DialFn>,
+}
+
+impl fmt::Debug for ConnectorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorBuilder")
+            .field("credentials", &self.credentials)
+            .field("ip_type", &self.ip_type)
+            .field("iam_authn", &self.iam_authn)
+            .field("refresh_strategy", &self.refresh_strategy)
+            .field("timeout", &self.timeout)
+            .field("quota_project", &self.quota_project)
+            .field("universe_domain", &self.universe_domain)
+            .field("admin_api_endpoint", &self.admin_api_endpoint)
+            .field("user_agent", &self.user_agent)
+            .field("dial_fn", &self.dial_fn)
+            .finish()
+    }
+}
+
+impl ConnectorBuilder {
+    /// Credentials to use. Default: [`Credentials::application_default`].
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The IP type to dial by default. Default: [`IpType::Public`].
+    pub fn ip_type(mut self, ip_type: IpType) -> Self {
+        self.ip_type = ip_type;
+        self
+    }
+
+    /// Automatic IAM database authentication by default. Default: off.
+    pub fn iam_authn(mut self, on: bool) -> Self {
+        self.iam_authn = on;
+        self
+    }
+
+    /// When certificates are refreshed. Default: [`RefreshStrategy::Background`].
+    pub fn refresh_strategy(mut self, strategy: RefreshStrategy) -> Self {
+        self.refresh_strategy = strategy;
+        self
+    }
+
+    /// How long a connect may take, refresh included. Default: [`DEFAULT_TIMEOUT`] (30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The project billed for Admin API quota. Default: `GOOGLE_CLOUD_QUOTA_PROJECT`, else none.
+    pub fn quota_project(mut self, project: impl Into<String>) -> Self {
+        self.quota_project = Some(project.into());
+        self
+    }
+
+    /// The universe domain. Default: `GOOGLE_CLOUD_UNIVERSE_DOMAIN`, else `googleapis.com`.
+    pub fn universe_domain(mut self, domain: impl Into<String>) -> Self {
+        self.universe_domain = Some(domain.into());
+        self
+    }
+
+    /// Replaces the Admin API base URL (such as `http://127.0.0.1:8080` for an emulator).
+    /// Default: `https://sqladmin.{universe_domain}`.
+    pub fn admin_api_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.admin_api_endpoint = Some(url.into());
+        self
+    }
+
+    /// Text appended to the User-Agent, such as `my-app/1.2`.
+    pub fn user_agent(mut self, suffix: impl Into<String>) -> Self {
+        self.user_agent = Some(suffix.into());
+        self
+    }
+
+    /// Opens the transport to `host:3307` with your own function instead of plain TCP: for SOCKS
+    /// or corporate proxies, or to map a PSC DNS name to an address. TLS still runs on top.
+    ///
+    /// ```
+    /// use cloudsql_core::Connector;
+    /// let builder = Connector::builder().dial_func(|host: String, port: u16| async move {
+    ///     tokio::net::TcpStream::connect((host.as_str(), port)).await
+    /// });
+    /// # let _ = builder;
+    /// ```
+    pub fn dial_func<F, Fut, S>(mut self, f: F) -> Self
+    where
+        F: Fn(String, u16) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<S>> + Send + 'static,
+        S: AsyncStream,
+    {
+        self.dial_fn = Some(DialFn::new(f));
+        self
+    }
+
+    /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
+    /// runtime (otherwise on first use).
+    pub fn build(self) -> Result<Connector, Error> {
+        let universe = self
+            .universe_domain
+            .or_else(|| non_empty_env("GOOGLE_CLOUD_UNIVERSE_DOMAIN"))
+            .unwrap_or_else(|| DEFAULT_UNIVERSE_DOMAIN.to_owned());
+        let credentials = self.credentials.unwrap_or_else(Credentials::application_default);
+        if let Some(cred_universe) = &credentials.universe_domain
+            && *cred_universe != universe
+        {
+            return Err(Error::config(format!(
+                "the credentials belong to universe `{cred_universe}` but the connector is set to \
+                     `{universe}`; set ConnectorBuilder::universe_domain to match"
+            )));
+        }
+        let base_url = match self.admin_api_endpoint {
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(Error::config(format!(
+                        "Admin API endpoint `{url}` must start with http:// or https://"
+                    )));
+                }
+                url
+            }
+            None => format!("https://sqladmin.{universe}"),
+        };
+        let quota_project = self
+            .quota_project
+            .or_else(|| non_empty_env("GOOGLE_CLOUD_QUOTA_PROJECT"));
+        let user_agent = match self.user_agent {
+            Some(suffix) if !suffix.is_empty() => format!("{USER_AGENT_PREFIX} {suffix}"),
+            _ => USER_AGENT_PREFIX.to_owned(),
+        };
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(Error::config("timeout must be greater than zero"));
+        }
+        let client = AdminClient::new(base_url, user_agent, quota_project, credentials.admin.clone())?;
+        let key = keys::shared_key();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // Start the key now so it is ready, or nearly, by the first certificate request.
+            let key = key.clone();
+            runtime.spawn(async move {
+                let _ = key.await;
+            });
+        }
+        Ok(Connector {
+            inner: Arc::new(Inner {
+                client: Arc::new(client),
+                key,
+                login: credentials.login,
+                ip_type: self.ip_type,
+                iam_authn: self.iam_authn,
+                refresh_strategy: self.refresh_strategy,
+                timeout,
+                dial_fn: self.dial_fn,
+                caches: Mutex::new(Default::default()),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -1,0 +1,121 @@
+//! Application Default Credentials.
+//!
+//! Admin API tokens come from Google's official `google-cloud-auth` crate. It does not expose
+//! token expiry, so IAM login tokens, whose expiry bounds the certificate, come from the same ADC
+//! file (or the metadata server) through our own OAuth2 exchange.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use super::oauth::{KeyFileSource, MetadataSource};
+use super::{ADMIN_SCOPE, CredentialsError, KeyFile, TokenFuture, TokenSource};
+use crate::AccessToken;
+
+/// Admin API tokens through `google-cloud-auth`'s ADC.
+pub(crate) struct AdcAdminSource {
+    credentials: OnceCell<google_cloud_auth::credentials::AccessTokenCredentials>,
+}
+
+impl AdcAdminSource {
+    pub(crate) fn new() -> Self {
+        Self {
+            credentials: OnceCell::new(),
+        }
+    }
+}
+
+impl fmt::Debug for AdcAdminSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApplicationDefaultCredentials")
+    }
+}
+
+impl TokenSource for AdcAdminSource {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let credentials = self
+                .credentials
+                .get_or_try_init(|| async {
+                    google_cloud_auth::credentials::Builder::default()
+                        .with_scopes([ADMIN_SCOPE])
+                        .build_access_token_credentials()
+                        .map_err(|e| {
+                            CredentialsError::with_source(
+                                "Application Default Credentials not found; set GOOGLE_APPLICATION_CREDENTIALS \
+                                 or run `gcloud auth application-default login`",
+                                e,
+                            )
+                        })
+                })
+                .await?;
+            let token = credentials.access_token().await.map_err(|e| {
+                CredentialsError::with_source("Application Default Credentials gave no token", e)
+            })?;
+            Ok(AccessToken::new(token.token, None))
+        })
+    }
+}
+
+/// IAM login tokens with known expiry, from the ADC file or the metadata server.
+pub(crate) struct AdcLoginSource {
+    scope: &'static str,
+    inner: OnceCell<Arc<dyn TokenSource>>,
+}
+
+impl AdcLoginSource {
+    pub(crate) fn new(scope: &'static str) -> Self {
+        Self {
+            scope,
+            inner: OnceCell::new(),
+        }
+    }
+}
+
+impl fmt::Debug for AdcLoginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApplicationDefaultLogin")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The ADC file, if any: `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's well-known file.
+fn adc_file() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+        return Some(PathBuf::from(path));
+    }
+    let config_dir = std::env::var_os("CLOUDSDK_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud")))?;
+    let well_known = config_dir.join("application_default_credentials.json");
+    well_known.is_file().then_some(well_known)
+}
+
+impl TokenSource for AdcLoginSource {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let source = self
+                .inner
+                .get_or_try_init(|| async {
+                    let source: Arc<dyn TokenSource> = match adc_file() {
+                        Some(path) => {
+                            let bytes = tokio::fs::read(&path).await.map_err(|e| {
+                                CredentialsError::with_source(
+                                    format!("cannot read credentials file {}", path.display()),
+                                    e,
+                                )
+                            })?;
+                            Arc::new(KeyFileSource::new(Arc::new(KeyFile::parse(&bytes)?), self.scope))
+                        }
+                        None => Arc::new(MetadataSource::new(self.scope)),
+                    };
+                    Ok::<_, CredentialsError>(source)
+                })
+                .await?;
+            source.token().await
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! TCP to the server-side proxy on port 3307, then the TLS 1.3 handshake.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::debug;
+
+use crate::conn_info::ConnInfo;
+use crate::stream::{AsyncStream, BoxedStream, CloudSqlStream, Transport};
+use crate::{Error, SERVER_PROXY_PORT};
+
+/// A custom way to open the transport to `host:port` (SOCKS, corporate proxies, tests).
+#[derive(Clone)]
+pub(crate) struct DialFn(
+    Arc<dyn Fn(String, u16) -> BoxFuture<'static, io::Result<BoxedStream>> + Send + Sync>,
+);
+
+impl DialFn {
+    pub(crate) fn new<F, Fut, S>(f: F) -> Self
+    where
+        F: Fn(String, u16) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = io::Result<S>> + Send + 'static,
+        S: AsyncStream,
+    {
+        Self(Arc::new(move |host, port| {
+            let fut = f(host, port);
+            Box::pin(async move { fut.await.map(|s| Box::new(s) as BoxedStream) })
+        }))
+    }
+}
+
+impl fmt::Debug for DialFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DialFn(..)")
+    }
+}
+
+/// Opens the transport and runs the TLS handshake.
+pub(crate) async fn dial(
+    info: &ConnInfo,
+    host: &str,
+    dial_fn: Option<&DialFn>,
+) -> Result<CloudSqlStream, Error> {
+    let instance = info.name.to_string();
+    let address = format!("{host}:{SERVER_PROXY_PORT}");
+    let dial_err = |e: io::Error| Error::Dial {
+        instance: instance.clone(),
+        address: address.clone(),
+        source: Arc::new(e),
+    };
+    let transport = match dial_fn {
+        Some(f) => Transport::Custom(
+            (f.0)(host.to_owned(), SERVER_PROXY_PORT)
+                .await
+                .map_err(dial_err)?,
+        ),
+        None => {
+            let tcp = TcpStream::connect((host, SERVER_PROXY_PORT))
+                .await
+                .map_err(dial_err)?;
+            tcp.set_nodelay(true).map_err(dial_err)?;
+            Transport::Tcp(tcp)
+        }
+    };
+    debug!(%instance, %address, "TCP connected; starting TLS 1.3 handshake");
+    let tls = TlsConnector::from(info.tls.clone())
+        .connect(info.server_name.clone(), transport)
+        .await
+        .map_err(|e| Error::Tls {
+            instance: instance.clone(),
+            address: address.clone(),
+            source: tls_source(e),
+        })?;
+    Ok(CloudSqlStream::new(tls, instance))
+}
+
+/// Unwraps rustls' error from the I/O error tokio-rustls reports, so the failed check is named.
+fn tls_source(e: io::Error) -> crate::error::Source {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls_error) => Arc::new(rustls_error.clone()),
+        None => Arc::new(e),
+    }
+}

@@ -1,0 +1,289 @@
+//! The crate's one error type.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::credentials::CredentialsError;
+
+/// A shareable source error.
+pub(crate) type Source = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// Everything that can go wrong while connecting to a Cloud SQL instance.
+///
+/// Errors are `Clone` so one failed refresh can be reported to every caller that waited for it.
+/// Use [`Error::kind`] to decide whether retrying can help.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The instance connection name is malformed.
+    #[error(
+        "invalid instance connection name `{input}`: must have format PROJECT:REGION:INSTANCE \
+         (or DOMAIN:PROJECT:REGION:INSTANCE for legacy domain-scoped projects), every part non-empty"
+    )]
+    InvalidInstanceName {
+        /// The input as given.
+        input: String,
+    },
+
+    /// A connector or dial option is invalid.
+    #[error("invalid configuration: {message}")]
+    Config {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// Credentials could not be loaded or a token could not be obtained.
+    #[error("could not obtain credentials for instance `{instance}`")]
+    Credentials {
+        /// The instance the token was needed for.
+        instance: String,
+        /// Why the token could not be obtained.
+        #[source]
+        source: CredentialsError,
+    },
+
+    /// The Cloud SQL Admin API answered with an error status.
+    #[error("Cloud SQL Admin API {method} for instance `{instance}` failed with HTTP {status}: {message}")]
+    AdminApi {
+        /// The instance the call was for.
+        instance: String,
+        /// The API method (`connectSettings`, `generateEphemeralCert`).
+        method: &'static str,
+        /// The HTTP status code.
+        status: u16,
+        /// The API's status name, such as `PERMISSION_DENIED`, when the body carried one.
+        api_status: Option<String>,
+        /// The API's own `error.message`, or the raw body when it had none.
+        message: String,
+    },
+
+    /// The Cloud SQL Admin API could not be reached.
+    #[error("Cloud SQL Admin API {method} for instance `{instance}` could not be reached")]
+    AdminApiUnreachable {
+        /// The instance the call was for.
+        instance: String,
+        /// The API method.
+        method: &'static str,
+        /// The transport error.
+        #[source]
+        source: Source,
+    },
+
+    /// The Cloud SQL Admin API answered with a body this connector cannot use.
+    #[error("Cloud SQL Admin API {method} for instance `{instance}` returned an unusable response: {detail}")]
+    AdminApiResponse {
+        /// The instance the call was for.
+        instance: String,
+        /// The API method.
+        method: &'static str,
+        /// What was wrong with the body.
+        detail: String,
+    },
+
+    /// The instance is in another region than its connection name says.
+    #[error(
+        "instance `{instance}` is in region `{actual}`, but the connection name says `{expected}`; \
+         correct the region in the connection name"
+    )]
+    RegionMismatch {
+        /// The instance connection name.
+        instance: String,
+        /// The region in the connection name.
+        expected: String,
+        /// The region the Admin API reported.
+        actual: String,
+    },
+
+    /// The instance has no address of the requested IP type.
+    #[error(
+        "instance `{instance}` has no {wanted} address; it has {available} — choose one of those with IpType"
+    )]
+    NoIpAddress {
+        /// The instance connection name.
+        instance: String,
+        /// The IP type asked for.
+        wanted: crate::IpType,
+        /// The address types the instance does have.
+        available: String,
+    },
+
+    /// The driver does not speak the instance's database engine.
+    #[error(
+        "a {driver} driver cannot connect to instance `{instance}`, which runs {database_version}; \
+         use the driver crate for that engine"
+    )]
+    IncompatibleDriver {
+        /// The instance connection name.
+        instance: String,
+        /// The engine the driver speaks.
+        driver: crate::Engine,
+        /// The instance's `databaseVersion`.
+        database_version: String,
+    },
+
+    /// Automatic IAM database authentication was asked for an engine that does not support it.
+    #[error(
+        "automatic IAM database authentication is not supported for {engine} (instance `{instance}`); \
+         turn it off and log in with a database user and password"
+    )]
+    IamAuthnNotSupported {
+        /// The instance connection name.
+        instance: String,
+        /// The instance's engine.
+        engine: crate::Engine,
+    },
+
+    /// The ephemeral client certificate cannot be used.
+    #[error("the ephemeral certificate for instance `{instance}` is unusable: {detail}")]
+    InvalidCertificate {
+        /// The instance connection name.
+        instance: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The TCP connection to the instance's server-side proxy failed.
+    #[error("could not reach instance `{instance}` at {address}")]
+    Dial {
+        /// The instance connection name.
+        instance: String,
+        /// The address dialed (`host:port`).
+        address: String,
+        /// The I/O error.
+        #[source]
+        source: Source,
+    },
+
+    /// The TLS handshake with the instance failed, including a failed server identity check.
+    #[error("TLS handshake with instance `{instance}` at {address} failed")]
+    Tls {
+        /// The instance connection name.
+        instance: String,
+        /// The address dialed (`host:port`).
+        address: String,
+        /// The TLS error; for a refused server it names the check that failed.
+        #[source]
+        source: Source,
+    },
+
+    /// The metadata exchange with the server-side proxy failed.
+    #[error("metadata exchange with instance `{instance}` failed: {detail}")]
+    MetadataExchange {
+        /// The instance connection name.
+        instance: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// Connecting took longer than the configured timeout.
+    #[error(
+        "connecting to instance `{instance}` timed out after {timeout:?}; raise the timeout or check the network path"
+    )]
+    Timeout {
+        /// The instance connection name.
+        instance: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+
+    /// The connector was closed; no more connections can be made with it.
+    #[error("the connector is closed; build a new Connector to connect again")]
+    Closed,
+}
+
+/// Broad classes of [`Error`], telling callers whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input or configuration; retrying will fail the same way.
+    Config,
+    /// Credentials or Admin API trouble while refreshing instance data; may pass.
+    Refresh,
+    /// Network or handshake trouble reaching the instance; may pass.
+    Dial,
+    /// The connector was closed.
+    Closed,
+}
+
+impl Error {
+    /// The class of this error.
+    ///
+    /// ```
+    /// use cloudsql_core::{ErrorKind, InstanceConnectionName};
+    /// let err = "not-a-name".parse::<InstanceConnectionName>().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Config);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidInstanceName { .. }
+            | Error::Config { .. }
+            | Error::RegionMismatch { .. }
+            | Error::NoIpAddress { .. }
+            | Error::IncompatibleDriver { .. }
+            | Error::IamAuthnNotSupported { .. } => ErrorKind::Config,
+            Error::AdminApi { status, .. } if (400..500).contains(status) && *status != 429 => {
+                ErrorKind::Config
+            }
+            Error::Credentials { .. }
+            | Error::AdminApi { .. }
+            | Error::AdminApiUnreachable { .. }
+            | Error::AdminApiResponse { .. }
+            | Error::InvalidCertificate { .. } => ErrorKind::Refresh,
+            Error::Dial { .. }
+            | Error::Tls { .. }
+            | Error::MetadataExchange { .. }
+            | Error::Timeout { .. } => ErrorKind::Dial,
+            Error::Closed => ErrorKind::Closed,
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Refresh | ErrorKind::Dial)
+    }
+
+    /// Errors that make an instance's cached data useless: no background work should keep
+    /// running for it.
+    pub(crate) fn evicts_cache(&self) -> bool {
+        match self {
+            Error::AdminApi { status, .. } => matches!(status, 400 | 403 | 404),
+            Error::RegionMismatch { .. } | Error::NoIpAddress { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_send_sync_and_static() {
+        fn assert_bounds<T: Send + Sync + 'static + StdError>() {}
+        assert_bounds::<Error>();
+    }
+
+    #[test]
+    fn client_errors_do_not_retry_but_server_errors_do() {
+        let api = |status| Error::AdminApi {
+            instance: "p:r:i".into(),
+            method: "connectSettings",
+            status,
+            api_status: None,
+            message: "m".into(),
+        };
+        assert!(!api(403).is_retryable());
+        assert!(!api(404).is_retryable());
+        assert!(api(429).is_retryable());
+        assert!(api(503).is_retryable());
+        assert!(api(404).evicts_cache());
+        assert!(!api(500).evicts_cache());
+    }
+}

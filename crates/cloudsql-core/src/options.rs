@@ -1,0 +1,113 @@
+//! Per-connection options and the enums they are made of; defaults are documented constants.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::Engine;
+
+/// How long a connect may take, refresh included, unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The port of every Cloud SQL server-side proxy.
+pub const SERVER_PROXY_PORT: u16 = 3307;
+
+/// Which of an instance's addresses to dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum IpType {
+    /// The public IP address (`PRIMARY` in the Admin API). The default.
+    #[default]
+    Public,
+    /// The private IP address inside the VPC (`PRIVATE`).
+    Private,
+    /// The Private Service Connect DNS name.
+    Psc,
+}
+
+impl fmt::Display for IpType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IpType::Public => "public (PRIMARY)",
+            IpType::Private => "private (PRIVATE)",
+            IpType::Psc => "Private Service Connect (PSC)",
+        })
+    }
+}
+
+/// When the connector refreshes an instance's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RefreshStrategy {
+    /// A background task refreshes ahead of expiry. The default; best for long-running processes.
+    #[default]
+    Background,
+    /// No background task: a connect refreshes inline when the certificate has under four
+    /// minutes left. For serverless CPUs that are throttled between requests (Cloud Run, Functions),
+    /// where a background task would stall and let certificates expire.
+    Lazy,
+}
+
+/// Options for one connection, overriding the connector's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use cloudsql_core::{DialOptions, IpType};
+///
+/// let opts = DialOptions::new()
+///     .ip_type(IpType::Private)
+///     .iam_authn(true)
+///     .timeout(Duration::from_secs(5));
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DialOptions {
+    pub(crate) ip_type: Option<IpType>,
+    pub(crate) iam_authn: Option<bool>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) engine: Option<Engine>,
+}
+
+impl DialOptions {
+    /// Options that change nothing: the connector's defaults apply.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Dial this IP type instead of the connector's default.
+    #[must_use]
+    pub fn ip_type(mut self, ip_type: IpType) -> Self {
+        self.ip_type = Some(ip_type);
+        self
+    }
+
+    /// Turn automatic IAM database authentication on or off for this connection.
+    #[must_use]
+    pub fn iam_authn(mut self, on: bool) -> Self {
+        self.iam_authn = Some(on);
+        self
+    }
+
+    /// Give up after this long (refresh, dial and TLS handshake together).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Refuse the instance, before any database bytes are sent, unless it runs this engine.
+    ///
+    /// Driver crates set this; it makes a Postgres driver pointed at a MySQL instance fail with
+    /// [`Error::IncompatibleDriver`](crate::Error::IncompatibleDriver).
+    #[must_use]
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// The IAM authn setting this connection asked for, if any.
+    pub fn iam_authn_override(&self) -> Option<bool> {
+        self.iam_authn
+    }
+}

@@ -1,0 +1,195 @@
+//! The server verifier: the chain must end at the instance's `serverCaCert`, and the leaf must
+//! name the instance. Each failed check is reported by name.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls13_signature};
+use rustls::server::ParsedCertificate;
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+/// What the server certificate must name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerIdentity {
+    /// Legacy per-instance CA: subject CN equals `project:instance`.
+    CommonName(String),
+    /// CAS-based CA: a SAN DNS entry matches one of the instance's DNS names; the CN
+    /// (`project:instance`) is the fallback.
+    DnsName {
+        dns_names: Vec<String>,
+        common_name: String,
+    },
+}
+
+/// A server certificate failed one of our checks.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServerCertError {
+    #[error("server certificate does not chain to the instance's server CA (serverCaCert): {0}")]
+    Chain(rustls::Error),
+    #[error("server certificate names `{found}`, expected common name `{expected}` (legacy CA mode)")]
+    CommonName { expected: String, found: String },
+    #[error(
+        "server certificate has no SAN DNS name matching `{expected}` and its common name is `{found}` (CAS mode)"
+    )]
+    DnsName { expected: String, found: String },
+    #[error("server certificate cannot be parsed: {0}")]
+    Unparsable(String),
+    #[error("the server asked for a TLS 1.2 signature; only TLS 1.3 is allowed")]
+    Tls12,
+}
+
+impl From<ServerCertError> for rustls::Error {
+    fn from(e: ServerCertError) -> Self {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+    }
+}
+
+/// Verifies a Cloud SQL server certificate.
+pub(crate) struct InstanceVerifier {
+    roots: RootCertStore,
+    identity: ServerIdentity,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl InstanceVerifier {
+    pub(crate) fn new(
+        ca_certs: Vec<CertificateDer<'static>>,
+        identity: ServerIdentity,
+    ) -> Result<Self, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        for cert in ca_certs {
+            roots.add(cert)?;
+        }
+        Ok(Self {
+            roots,
+            identity,
+            algorithms: super::provider().signature_verification_algorithms,
+        })
+    }
+
+    /// Send SNI only where the server certificate carries the DNS name.
+    pub(crate) fn sends_sni(&self) -> bool {
+        matches!(self.identity, ServerIdentity::DnsName { .. })
+    }
+
+    /// The name to hand rustls; the verifier itself decides what the certificate must say.
+    pub(crate) fn server_name(&self) -> ServerName<'static> {
+        match &self.identity {
+            ServerIdentity::DnsName { dns_names, .. } => dns_names
+                .iter()
+                .find_map(|name| ServerName::try_from(name.clone()).ok())
+                .unwrap_or_else(placeholder_name),
+            ServerIdentity::CommonName(_) => placeholder_name(),
+        }
+    }
+}
+
+impl fmt::Debug for InstanceVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceVerifier")
+            .field("roots", &self.roots.len())
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// A syntactically valid name for rustls where the certificate is checked by CN instead.
+fn placeholder_name() -> ServerName<'static> {
+    ServerName::DnsName(
+        rustls_pki_types::DnsName::try_from("cloudsql.invalid")
+            .expect("a constant, valid DNS name")
+            .to_owned(),
+    )
+}
+
+/// The subject common name of a certificate, if it has one.
+fn common_name(cert: &CertificateDer<'_>) -> Result<String, ServerCertError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| ServerCertError::Unparsable(e.to_string()))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(cn)
+}
+
+impl ServerCertVerifier for InstanceVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &parsed,
+            &self.roots,
+            intermediates,
+            now,
+            self.algorithms.all,
+        )
+        .map_err(ServerCertError::Chain)?;
+        match &self.identity {
+            ServerIdentity::CommonName(expected) => {
+                let found = common_name(end_entity)?;
+                if &found != expected {
+                    return Err(ServerCertError::CommonName {
+                        expected: expected.clone(),
+                        found,
+                    }
+                    .into());
+                }
+            }
+            ServerIdentity::DnsName {
+                dns_names,
+                common_name: expected_cn,
+            } => {
+                let san_ok = dns_names.iter().any(|dns_name| {
+                    ServerName::try_from(dns_name.as_str())
+                        .ok()
+                        .is_some_and(|name| rustls::client::verify_server_name(&parsed, &name).is_ok())
+                });
+                if !san_ok {
+                    let found = common_name(end_entity)?;
+                    if &found != expected_cn {
+                        return Err(ServerCertError::DnsName {
+                            expected: dns_names.join("`, `"),
+                            found,
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(ServerCertError::Tls12.into())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

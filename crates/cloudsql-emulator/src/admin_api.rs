@@ -1,0 +1,299 @@
+//! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
+//! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and faults.
+
+// Handlers return a ready `Response` as their error, as axum handlers do.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{Form, Path, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+use crate::State;
+use crate::faults::FaultState;
+use crate::instance::Instance;
+use crate::oauth::{ADMIN_SCOPE, Grant, LOGIN_SCOPE, TokenRequest};
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route(
+            "/sql/{version}/projects/{project}/instances/{instance}/connectSettings",
+            get(connect_settings),
+        )
+        .route(
+            "/sql/{version}/projects/{project}/instances/{action}",
+            post(instance_action),
+        )
+        .route("/token", post(token))
+        .route("/emulator/v1/counters", get(counters))
+        .route("/emulator/v1/instances/{name}/faults", post(set_faults))
+        .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
+        .with_state(state)
+}
+
+fn status_name(code: u16) -> &'static str {
+    match code {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        500 => "INTERNAL",
+        501 => "NOT_IMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "UNKNOWN",
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        400 => "invalid",
+        401 => "authError",
+        403 => "notAuthorized",
+        404 => "instanceDoesNotExist",
+        429 => "rateLimitExceeded",
+        _ => "backendError",
+    }
+}
+
+/// A Google-shaped error response.
+pub(crate) fn api_error(code: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": reason(code)}],
+            "status": status_name(code),
+        }
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+fn default_message(code: u16) -> &'static str {
+    match code {
+        401 => {
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential."
+        }
+        403 => "The client is not authorized to make this request.",
+        404 => "The Cloud SQL instance does not exist.",
+        429 => "Quota exceeded for quota metric 'Connect Queries' of service 'sqladmin.googleapis.com'.",
+        503 => "The service is currently unavailable.",
+        _ => "Internal error encountered.",
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
+}
+
+/// Checks the bearer token for the Admin API scope.
+fn authorize(state: &State, headers: &HeaderMap) -> Result<Grant, Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| api_error(401, default_message(401)))?;
+    let grant = state
+        .oauth
+        .verify_bearer(token)
+        .ok_or_else(|| api_error(401, default_message(401)))?;
+    if !grant.allows(ADMIN_SCOPE) {
+        return Err(api_error(403, "Request had insufficient authentication scopes."));
+    }
+    Ok(grant)
+}
+
+/// The common path of both methods: auth, lookup, counters, faults.
+async fn begin(
+    state: &State,
+    headers: &HeaderMap,
+    version: &str,
+    project: &str,
+    instance: &str,
+    method: &str,
+) -> Result<(Arc<Instance>, FaultState), Response> {
+    if version != "v1beta4" && version != "v1" {
+        return Err(api_error(404, "The requested URL was not found on this server."));
+    }
+    authorize(state, headers)?;
+    let inst = state
+        .lookup(project, instance)
+        .ok_or_else(|| api_error(404, default_message(404)))?;
+    inst.counters().record(method);
+    let faults = inst.faults().snapshot();
+    if faults.admin_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.admin_delay_ms)).await;
+    }
+    if let Some(code) = inst.faults().take_admin_status() {
+        return Err(api_error(code, default_message(code)));
+    }
+    if faults.malformed_json {
+        return Err((
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"kind\": \"sql#conn",
+        )
+            .into_response());
+    }
+    Ok((inst, faults))
+}
+
+async fn connect_settings(
+    AxState(state): AxState<Arc<State>>,
+    Path((version, project, instance)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (inst, faults) = match begin(&state, &headers, &version, &project, &instance, "connectSettings").await
+    {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    let mut ip_addresses = Vec::new();
+    if let Some(ip) = inst.public_ip() {
+        ip_addresses.push(json!({"type": "PRIMARY", "ipAddress": ip.to_string()}));
+    }
+    if let Some(ip) = inst.private_ip() {
+        ip_addresses.push(json!({"type": "PRIVATE", "ipAddress": ip.to_string()}));
+    }
+    // Real instances list an egress address too; clients must skip it.
+    ip_addresses.push(json!({"type": "OUTGOING", "ipAddress": "127.0.0.254"}));
+    let mut dns_names = Vec::new();
+    if let Some(dns) = inst.dns_name() {
+        dns_names
+            .push(json!({"name": format!("{dns}."), "connectionType": "PUBLIC", "dnsScope": "INSTANCE"}));
+    }
+    if let Some(psc) = inst.psc_dns_name() {
+        dns_names.push(json!({"name": format!("{psc}."), "connectionType": "PRIVATE_SERVICE_CONNECT", "dnsScope": "INSTANCE"}));
+    }
+    let dns_name = inst.psc_dns_name().or(inst.dns_name()).map(|d| format!("{d}."));
+    let mut body = json!({
+        "kind": "sql#connectSettings",
+        "serverCaCert": {
+            "kind": "sql#sslCert",
+            "cert": inst.server_ca_pem(),
+            "instance": inst.name,
+            "expirationTime": rfc3339(SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600)),
+        },
+        "ipAddresses": ip_addresses,
+        "region": faults.reported_region.unwrap_or_else(|| inst.region.clone()),
+        "databaseVersion": inst.database_version(),
+        "backendType": "SECOND_GEN",
+        "pscEnabled": inst.psc_dns_name().is_some(),
+        "serverCaMode": inst.config.ca_mode.api_name(),
+    });
+    if let Some(dns_name) = dns_name {
+        body["dnsName"] = dns_name.into();
+    }
+    if !dns_names.is_empty() {
+        body["dnsNames"] = dns_names.into();
+    }
+    axum::Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+struct EphemeralCertRequest {
+    public_key: Option<String>,
+    access_token: Option<String>,
+}
+
+async fn instance_action(
+    AxState(state): AxState<Arc<State>>,
+    Path((version, project, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(instance) = action.strip_suffix(":generateEphemeralCert") else {
+        return api_error(404, "The requested URL was not found on this server.");
+    };
+    let (inst, _) = match begin(
+        &state,
+        &headers,
+        &version,
+        &project,
+        instance,
+        "generateEphemeralCert",
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(response) => return response,
+    };
+    let request: EphemeralCertRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(400, &format!("Invalid JSON payload received. {e}")),
+    };
+    let Some(public_key) = request.public_key.filter(|k| !k.is_empty()) else {
+        return api_error(400, "Missing required field: public_key.");
+    };
+    let (principal, token_expiry) = match request.access_token.filter(|t| !t.is_empty()) {
+        None => (None, None),
+        Some(token) => match state.oauth.verify_bearer(&token) {
+            Some(grant) if grant.allows(LOGIN_SCOPE) => (Some(grant.principal), Some(grant.expires_at)),
+            Some(_) => {
+                return api_error(
+                    400,
+                    "The access_token lacks the https://www.googleapis.com/auth/sqlservice.login scope.",
+                );
+            }
+            None => return api_error(400, "Provided access_token is invalid or expired."),
+        },
+    };
+    match inst.issue_client_cert(&public_key, principal, token_expiry) {
+        Ok((cert, expires)) => axum::Json(json!({
+            "ephemeralCert": {
+                "kind": "sql#sslCert",
+                "cert": cert,
+                "instance": inst.name,
+                "createTime": rfc3339(SystemTime::now()),
+                "expirationTime": rfc3339(expires),
+            }
+        }))
+        .into_response(),
+        Err(e) => api_error(400, &format!("Invalid public_key: {e}")),
+    }
+}
+
+async fn token(AxState(state): AxState<Arc<State>>, Form(request): Form<TokenRequest>) -> Response {
+    match state.oauth.token_request(&request) {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(e.body())).into_response(),
+    }
+}
+
+async fn counters(AxState(state): AxState<Arc<State>>) -> Response {
+    let all: serde_json::Map<String, Value> = state
+        .all_instances()
+        .into_iter()
+        .map(|inst| {
+            (
+                inst.connection_name().to_owned(),
+                json!(inst.counters().snapshot()),
+            )
+        })
+        .collect();
+    axum::Json(Value::Object(all)).into_response()
+}
+
+async fn set_faults(
+    AxState(state): AxState<Arc<State>>,
+    Path(name): Path<String>,
+    axum::Json(faults): axum::Json<FaultState>,
+) -> Response {
+    match state.find(&name) {
+        Some(inst) => {
+            inst.faults().set(faults);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => api_error(404, default_message(404)),
+    }
+}

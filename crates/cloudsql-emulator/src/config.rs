@@ -1,0 +1,213 @@
+//! What an emulated instance looks like: engine, region, addresses, CA mode, DNS names,
+//! certificate lifetime, backend database and IAM users. Also the binary's config file.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the instance's server certificate is issued (`serverCaMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CaMode {
+    /// `GOOGLE_MANAGED_INTERNAL_CA`: a self-signed CA per instance; server CN `project:instance`.
+    #[default]
+    Legacy,
+    /// `GOOGLE_MANAGED_CAS_CA`: the emulator's shared root → intermediate; SAN = DNS name.
+    GoogleManagedCas,
+    /// `CUSTOMER_MANAGED_CAS_CA`: a root → intermediate of the instance's own; SAN = DNS name.
+    CustomerManagedCas,
+}
+
+impl CaMode {
+    /// The Admin API's name for this mode.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            CaMode::Legacy => "GOOGLE_MANAGED_INTERNAL_CA",
+            CaMode::GoogleManagedCas => "GOOGLE_MANAGED_CAS_CA",
+            CaMode::CustomerManagedCas => "CUSTOMER_MANAGED_CAS_CA",
+        }
+    }
+}
+
+/// An IAM principal allowed to log in to the instance with automatic IAM database authentication.
+#[derive(Clone, Deserialize)]
+pub struct IamUser {
+    /// The principal's email, such as `app@project.iam.gserviceaccount.com`.
+    pub principal: String,
+    /// The password of the matching database user in the backend; only the emulator knows it.
+    pub backend_password: String,
+}
+
+impl std::fmt::Debug for IamUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IamUser")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One emulated instance.
+///
+/// ```
+/// use std::time::Duration;
+/// use cloudsql_emulator::{CaMode, InstanceConfig};
+///
+/// let config = InstanceConfig::new("my-project:us-central1:pg", "POSTGRES_15", "127.0.0.1:5432".parse()?)
+///     .ca_mode(CaMode::GoogleManagedCas)
+///     .private_ip(true)
+///     .psc(true)
+///     .cert_lifetime(Duration::from_secs(180));
+/// # let _ = config;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct InstanceConfig {
+    /// `project:region:instance`.
+    pub connection_name: String,
+    /// `databaseVersion`, such as `POSTGRES_15`, `MYSQL_8_0` or `SQLSERVER_2019_STANDARD`.
+    pub database_version: String,
+    /// The real database the proxy relays to.
+    pub backend: SocketAddr,
+    /// How the server certificate is issued.
+    #[serde(default)]
+    pub ca_mode: CaMode,
+    /// The public address; a free loopback address is chosen when unset.
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
+    /// Whether the instance has a public IP.
+    #[serde(default = "yes")]
+    pub public: bool,
+    /// Whether the instance has a private IP (its own loopback address).
+    #[serde(default)]
+    pub private_ip: bool,
+    /// Whether Private Service Connect is enabled (a DNS name served on its own loopback address).
+    #[serde(default)]
+    pub psc: bool,
+    /// Life of each ephemeral client certificate (one hour on Cloud SQL).
+    #[serde(default = "one_hour", with = "secs")]
+    pub cert_lifetime: Duration,
+    /// IAM principals that may log in with automatic IAM database authentication.
+    #[serde(default)]
+    pub iam_users: Vec<IamUser>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+impl InstanceConfig {
+    /// An instance with a public IP, legacy CA and one-hour certificates.
+    pub fn new(connection_name: &str, database_version: &str, backend: SocketAddr) -> Self {
+        Self {
+            connection_name: connection_name.to_owned(),
+            database_version: database_version.to_owned(),
+            backend,
+            ca_mode: CaMode::Legacy,
+            public_ip: None,
+            public: true,
+            private_ip: false,
+            psc: false,
+            cert_lifetime: one_hour(),
+            iam_users: Vec::new(),
+        }
+    }
+
+    /// Sets the CA mode.
+    #[must_use]
+    pub fn ca_mode(mut self, mode: CaMode) -> Self {
+        self.ca_mode = mode;
+        self
+    }
+
+    /// Serves the public IP on this loopback address instead of a free one.
+    #[must_use]
+    pub fn public_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.public_ip = Some(ip);
+        self
+    }
+
+    /// Turns the public IP on or off.
+    #[must_use]
+    pub fn public(mut self, on: bool) -> Self {
+        self.public = on;
+        self
+    }
+
+    /// Turns the private IP on or off.
+    #[must_use]
+    pub fn private_ip(mut self, on: bool) -> Self {
+        self.private_ip = on;
+        self
+    }
+
+    /// Turns Private Service Connect on or off.
+    #[must_use]
+    pub fn psc(mut self, on: bool) -> Self {
+        self.psc = on;
+        self
+    }
+
+    /// Sets the life of each ephemeral certificate.
+    #[must_use]
+    pub fn cert_lifetime(mut self, lifetime: Duration) -> Self {
+        self.cert_lifetime = lifetime;
+        self
+    }
+
+    /// Lets `principal` log in with automatic IAM authn; the backend user (named by the engine's
+    /// IAM rule) must exist with `backend_password`.
+    #[must_use]
+    pub fn iam_user(mut self, principal: &str, backend_password: &str) -> Self {
+        self.iam_users.push(IamUser {
+            principal: principal.to_owned(),
+            backend_password: backend_password.to_owned(),
+        });
+        self
+    }
+}
+
+/// The binary's configuration file (TOML).
+///
+/// ```toml
+/// admin_api_addr = "127.0.0.1:8080"     # optional; a free port otherwise
+/// credentials_dir = "/tmp/cloudsql-emulator"
+/// service_accounts = ["app@my-project.iam.gserviceaccount.com"]
+///
+/// [[instances]]
+/// connection_name = "my-project:us-central1:pg"
+/// database_version = "POSTGRES_15"
+/// backend = "127.0.0.1:5432"
+/// ca_mode = "google_managed_cas"
+/// ```
+#[derive(Debug, Deserialize)]
+#[non_exhaustive]
+pub struct FileConfig {
+    /// Where the Admin API and token endpoint listen.
+    pub admin_api_addr: Option<SocketAddr>,
+    /// Where credentials files are written (a temporary directory otherwise).
+    pub credentials_dir: Option<PathBuf>,
+    /// Service accounts to create; the first one's key file is printed.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    /// The instances.
+    #[serde(default)]
+    pub instances: Vec<InstanceConfig>,
+}

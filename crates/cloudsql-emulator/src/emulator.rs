@@ -1,0 +1,196 @@
+//! `Emulator`: the Admin API server, OAuth2 state and the instances it serves.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InstanceConfig;
+use crate::instance::Instance;
+use crate::naming::split_connection_name;
+use crate::oauth::OAuth;
+
+/// Shared state behind the HTTP handlers.
+pub(crate) struct State {
+    pub(crate) oauth: OAuth,
+    instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
+}
+
+impl State {
+    pub(crate) fn lookup(&self, project: &str, instance: &str) -> Option<Arc<Instance>> {
+        self.instances
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(project.to_owned(), instance.to_owned()))
+            .cloned()
+    }
+
+    pub(crate) fn find(&self, connection_name: &str) -> Option<Arc<Instance>> {
+        let (project, _, instance) = split_connection_name(connection_name).ok()?;
+        self.lookup(&project, &instance)
+    }
+
+    pub(crate) fn all_instances(&self) -> Vec<Arc<Instance>> {
+        self.instances
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A running emulator. Dropping it stops every server it started.
+pub struct Emulator {
+    state: Arc<State>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Starts the Admin API and token endpoint on a free port of 127.0.0.1.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts the Admin API and token endpoint on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            oauth: OAuth::new(format!("http://{addr}/token")),
+            instances: RwLock::new(HashMap::new()),
+        });
+        let shutdown = CancellationToken::new();
+        let router = crate::admin_api::router(state.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        Ok(Self {
+            state,
+            addr,
+            shutdown,
+        })
+    }
+
+    /// The Admin API base URL, for `ConnectorBuilder::admin_api_endpoint`.
+    pub fn admin_api_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The OAuth2 token endpoint.
+    pub fn token_uri(&self) -> &str {
+        self.state.oauth.token_uri()
+    }
+
+    /// Adds an instance and starts its proxy listeners.
+    pub async fn add_instance(&self, config: InstanceConfig) -> anyhow::Result<Arc<Instance>> {
+        let (instance, listeners) = Instance::create(config, self.shutdown.child_token()).await?;
+        crate::proxy::spawn(instance.clone(), listeners);
+        self.state
+            .instances
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                (instance.project.clone(), instance.name.clone()),
+                instance.clone(),
+            );
+        Ok(instance)
+    }
+
+    /// The instance with this connection name.
+    pub fn instance(&self, connection_name: &str) -> Option<Arc<Instance>> {
+        self.state.find(connection_name)
+    }
+
+    /// Removes an instance: the Admin API answers 404 for it and its proxy stops.
+    pub fn remove_instance(&self, connection_name: &str) -> bool {
+        let Ok((project, _, name)) = split_connection_name(connection_name) else {
+            return false;
+        };
+        let removed = self
+            .state
+            .instances
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(project, name));
+        removed.map(|i| i.shutdown.cancel()).is_some()
+    }
+
+    /// Creates a service account and returns its JSON key file (with `token_uri` pointing here).
+    pub fn create_service_account(&self, email: &str) -> anyhow::Result<serde_json::Value> {
+        self.state.oauth.create_service_account(email)
+    }
+
+    /// Creates a service account and writes its key file into `dir`.
+    pub fn write_service_account_file(&self, email: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+        let key = self.create_service_account(email)?;
+        write_json(dir, &format!("{email}.json"), &key)
+    }
+
+    /// Creates an `authorized_user` credentials file for `email` in `dir`.
+    pub fn write_authorized_user_file(&self, email: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+        let file = self.state.oauth.create_authorized_user(email);
+        write_json(dir, &format!("{email}.authorized_user.json"), &file)
+    }
+
+    /// Issues an access token for `principal` with `scopes`, valid for `lifetime`.
+    pub fn issue_token(&self, principal: &str, scopes: &[&str], lifetime: Duration) -> String {
+        let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        self.state.oauth.issue(principal, scopes, lifetime).0
+    }
+
+    /// Sets the life of tokens the token endpoint issues from now on (one hour by default).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.oauth.set_token_lifetime(lifetime);
+    }
+
+    /// Stops the Admin API and every proxy.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    restrict(&path)?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! One emulated instance at run time: its addresses and listeners, CAs and TLS configs,
+//! the client certificates it issued, faults and call counters.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::ca::{Ca, ServerCert};
+use crate::config::{CaMode, InstanceConfig};
+use crate::counters::Counters;
+use crate::faults::Faults;
+use crate::naming::split_connection_name;
+use crate::oauth::{hex, lock};
+
+/// The port every server-side proxy listens on.
+pub const PROXY_PORT: u16 = 3307;
+
+/// What the emulator remembers about a client certificate it issued.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    /// The IAM principal, when the certificate was issued for automatic IAM authn.
+    pub(crate) principal: Option<String>,
+}
+
+/// The server-side CA state: trust list (newest first) and the TLS configs built from it.
+struct ServerSide {
+    trusted: Vec<String>,
+    normal: Arc<ServerConfig>,
+    wrong_identity: Arc<ServerConfig>,
+    wrong_ca: Arc<ServerConfig>,
+}
+
+/// A server CA hierarchy: a root and, for CAS modes, an intermediate that signs leaves.
+struct Hierarchy {
+    root: Arc<Ca>,
+    intermediate: Option<Arc<Ca>>,
+}
+
+impl Hierarchy {
+    fn new(mode: CaMode) -> anyhow::Result<Self> {
+        Ok(match mode {
+            CaMode::Legacy => Self {
+                root: Arc::new(Ca::root("Google Cloud SQL Server CA")?),
+                intermediate: None,
+            },
+            CaMode::GoogleManagedCas | CaMode::CustomerManagedCas => {
+                let root = Ca::root("Google Cloud SQL Root CA")?;
+                let intermediate = root.intermediate("Google Cloud SQL Server Intermediate CA")?;
+                Self {
+                    root: Arc::new(root),
+                    intermediate: Some(Arc::new(intermediate)),
+                }
+            }
+        })
+    }
+
+    fn leaf(&self, common_name: &str, dns_names: &[String]) -> anyhow::Result<ServerCert> {
+        match &self.intermediate {
+            Some(intermediate) => {
+                intermediate.server_cert(common_name, dns_names, &[intermediate.der().clone()])
+            }
+            None => self.root.server_cert(common_name, &[], &[]),
+        }
+    }
+}
+
+/// An emulated Cloud SQL instance.
+pub struct Instance {
+    pub(crate) config: InstanceConfig,
+    pub(crate) project: String,
+    pub(crate) region: String,
+    pub(crate) name: String,
+    public_ip: Option<Ipv4Addr>,
+    private_ip: Option<Ipv4Addr>,
+    psc_ip: Option<Ipv4Addr>,
+    dns_name: Option<String>,
+    psc_dns_name: Option<String>,
+    client_ca: Ca,
+    client_verifier_roots: Arc<rustls::RootCertStore>,
+    server: Mutex<ServerSide>,
+    hierarchy: Mutex<Hierarchy>,
+    faults: Faults,
+    counters: Counters,
+    issued: Mutex<HashMap<String, Issued>>,
+    cert_lifetime: Mutex<Duration>,
+    resets: Mutex<CancellationToken>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("connection_name", &self.config.connection_name)
+            .field("public_ip", &self.public_ip)
+            .field("private_ip", &self.private_ip)
+            .field("psc_ip", &self.psc_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Binds port 3307 on a free loopback address (or the one given).
+async fn bind_loopback(preferred: Option<Ipv4Addr>) -> anyhow::Result<TcpListener> {
+    if let Some(ip) = preferred {
+        return TcpListener::bind((ip, PROXY_PORT))
+            .await
+            .with_context(|| format!("cannot listen on {ip}:{PROXY_PORT}"));
+    }
+    for _ in 0..200 {
+        let ip = Ipv4Addr::new(
+            127,
+            rand::random_range(16..=254),
+            rand::random(),
+            rand::random_range(1..=254),
+        );
+        match TcpListener::bind((ip, PROXY_PORT)).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ip}:{PROXY_PORT}")),
+        }
+    }
+    anyhow::bail!("no free loopback address for port {PROXY_PORT} after 200 tries")
+}
+
+async fn bind_if(on: bool, preferred: Option<Ipv4Addr>) -> anyhow::Result<Option<TcpListener>> {
+    if on {
+        bind_loopback(preferred).await.map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn listener_ip(listener: &TcpListener) -> anyhow::Result<Ipv4Addr> {
+    match listener.local_addr()? {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(_) => anyhow::bail!("proxy bound to IPv6"),
+    }
+}
+
+impl Instance {
+    /// Creates the instance and binds its listeners (public, private, PSC), each on its own
+    /// loopback address and port 3307.
+    pub(crate) async fn create(
+        config: InstanceConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Self>, Vec<TcpListener>)> {
+        let (project, region, name) = split_connection_name(&config.connection_name)?;
+        let mut listeners = Vec::new();
+        let public = bind_if(config.public, config.public_ip).await?;
+        let private = bind_if(config.private_ip, None).await?;
+        let psc = bind_if(config.psc, None).await?;
+        let public_ip = public.as_ref().map(listener_ip).transpose()?;
+        let private_ip = private.as_ref().map(listener_ip).transpose()?;
+        let psc_ip = psc.as_ref().map(listener_ip).transpose()?;
+        listeners.extend(public);
+        listeners.extend(private);
+        listeners.extend(psc);
+
+        let id = hex(&rand::random::<[u8; 6]>());
+        let dns_name = (config.ca_mode != CaMode::Legacy).then(|| format!("{id}.{region}.sql.goog"));
+        let psc_dns_name = config.psc.then(|| format!("{id}.{region}.sql-psc.goog"));
+
+        let client_ca = Ca::root(&format!("Google Cloud SQL Client CA {name}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client_ca.der().clone())?;
+
+        let hierarchy = Hierarchy::new(config.ca_mode)?;
+        let roots = Arc::new(roots);
+        let dns_names: Vec<String> = dns_name.iter().chain(psc_dns_name.iter()).cloned().collect();
+        let server = build_server_side(
+            &hierarchy,
+            &roots,
+            &format!("{project}:{name}"),
+            &dns_names,
+            config.ca_mode,
+            None,
+        )?;
+        let cert_lifetime = config.cert_lifetime;
+        let instance = Arc::new(Self {
+            project,
+            region,
+            name,
+            public_ip,
+            private_ip,
+            psc_ip,
+            dns_name,
+            psc_dns_name,
+            client_ca,
+            client_verifier_roots: roots,
+            server: Mutex::new(server),
+            hierarchy: Mutex::new(hierarchy),
+            faults: Faults::default(),
+            counters: Counters::default(),
+            issued: Mutex::new(HashMap::new()),
+            cert_lifetime: Mutex::new(cert_lifetime),
+            resets: Mutex::new(CancellationToken::new()),
+            shutdown,
+            config,
+        });
+        Ok((instance, listeners))
+    }
+
+    /// Every DNS name the server certificate carries.
+    pub(crate) fn dns_names(&self) -> Vec<String> {
+        self.dns_name
+            .iter()
+            .chain(self.psc_dns_name.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Rebuilds the server certificates from the current hierarchy; `previous` stays trusted.
+    fn rebuild_server_side(&self, previous: Option<String>) -> anyhow::Result<()> {
+        let side = build_server_side(
+            &lock(&self.hierarchy),
+            &self.client_verifier_roots,
+            &format!("{}:{}", self.project, self.name),
+            &self.dns_names(),
+            self.config.ca_mode,
+            previous,
+        )?;
+        *lock(&self.server) = side;
+        Ok(())
+    }
+
+    /// Rotates the server CA: a new CA signs the server certificate from now on, and
+    /// `serverCaCert` lists the new CA first and the old one after it.
+    pub fn rotate_server_ca(&self) -> anyhow::Result<()> {
+        let old = {
+            let mut hierarchy = lock(&self.hierarchy);
+            let old = hierarchy.root.pem().to_owned();
+            *hierarchy = Hierarchy::new(self.config.ca_mode)?;
+            old
+        };
+        self.rebuild_server_side(Some(old))
+    }
+
+    /// The `serverCaCert.cert` PEM bundle.
+    pub(crate) fn server_ca_pem(&self) -> String {
+        lock(&self.server).trusted.concat()
+    }
+
+    /// The TLS config to serve the next connection with, faults applied.
+    pub(crate) fn tls_config(&self) -> Arc<ServerConfig> {
+        let faults = self.faults.snapshot();
+        let server = lock(&self.server);
+        if faults.wrong_ca {
+            server.wrong_ca.clone()
+        } else if faults.wrong_identity {
+            server.wrong_identity.clone()
+        } else {
+            server.normal.clone()
+        }
+    }
+
+    /// Signs a client certificate over `public_key_pem`, for `principal` when IAM authn is asked.
+    pub(crate) fn issue_client_cert(
+        &self,
+        public_key_pem: &str,
+        principal: Option<String>,
+        token_expiry: Option<SystemTime>,
+    ) -> anyhow::Result<(String, SystemTime)> {
+        let lifetime = *lock(&self.cert_lifetime);
+        let mut not_after = SystemTime::now() + lifetime;
+        if let Some(expiry) = token_expiry {
+            not_after = not_after.min(expiry);
+        }
+        // X.509 has whole seconds; round down so the client never sees a later time than we enforce.
+        let secs = not_after.duration_since(SystemTime::UNIX_EPOCH)?.as_secs();
+        let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let cn = principal
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.project, self.name));
+        let (pem, der) = self.client_ca.client_cert(public_key_pem, &cn, not_after)?;
+        lock(&self.issued).insert(fingerprint(&der), Issued { principal });
+        Ok((pem, not_after))
+    }
+
+    /// What was issued with this client certificate.
+    pub(crate) fn issued(&self, cert: &CertificateDer<'_>) -> Option<Issued> {
+        lock(&self.issued).get(&fingerprint(cert)).cloned()
+    }
+
+    /// The token that ends every relayed connection when [`reset_connections`](Self::reset_connections) runs.
+    pub(crate) fn reset_token(&self) -> CancellationToken {
+        lock(&self.resets).child_token()
+    }
+
+    /// Cuts every open proxy connection, as a server-side proxy restart would.
+    pub fn reset_connections(&self) {
+        let mut resets = lock(&self.resets);
+        resets.cancel();
+        *resets = CancellationToken::new();
+    }
+
+    /// `project:region:instance`.
+    pub fn connection_name(&self) -> &str {
+        &self.config.connection_name
+    }
+
+    /// The public (PRIMARY) address, if the instance has one.
+    pub fn public_ip(&self) -> Option<Ipv4Addr> {
+        self.public_ip
+    }
+
+    /// The private (PRIVATE) address, if the instance has one.
+    pub fn private_ip(&self) -> Option<Ipv4Addr> {
+        self.private_ip
+    }
+
+    /// The address the PSC DNS name stands for (no DNS server resolves it: map it in a dialer).
+    pub fn psc_ip(&self) -> Option<Ipv4Addr> {
+        self.psc_ip
+    }
+
+    /// The PSC DNS name, when PSC is enabled.
+    pub fn psc_dns_name(&self) -> Option<&str> {
+        self.psc_dns_name.as_deref()
+    }
+
+    /// The instance's DNS name (CAS modes).
+    pub fn dns_name(&self) -> Option<&str> {
+        self.dns_name.as_deref()
+    }
+
+    /// The `databaseVersion`.
+    pub fn database_version(&self) -> &str {
+        &self.config.database_version
+    }
+
+    /// Runtime fault switches.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Admin API call counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Changes the life of certificates issued from now on.
+    pub fn set_cert_lifetime(&self, lifetime: Duration) {
+        *lock(&self.cert_lifetime) = lifetime;
+    }
+
+    /// The CA certificate that signs client certificates, in PEM (for tests that build a client
+    /// by hand).
+    pub fn client_ca_pem(&self) -> &str {
+        self.client_ca.pem()
+    }
+}
+
+fn fingerprint(der: &CertificateDer<'_>) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref()).as_ref())
+}
+
+fn server_config(roots: &Arc<rustls::RootCertStore>, cert: ServerCert) -> anyhow::Result<Arc<ServerConfig>> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider()).build()?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(cert.chain, cert.key)?;
+    Ok(Arc::new(config))
+}
+
+/// Server certificates for the hierarchy: the real one, one naming another instance, and one
+/// from an unrelated CA (for fault injection).
+fn build_server_side(
+    hierarchy: &Hierarchy,
+    roots: &Arc<rustls::RootCertStore>,
+    common_name: &str,
+    dns_names: &[String],
+    mode: CaMode,
+    previous: Option<String>,
+) -> anyhow::Result<ServerSide> {
+    let normal = server_config(roots, hierarchy.leaf(common_name, dns_names)?)?;
+    let wrong_identity = server_config(
+        roots,
+        hierarchy.leaf(
+            "other-project:other-instance",
+            &["other-instance.example.com".to_owned()],
+        )?,
+    )?;
+    let stranger = Hierarchy::new(mode)?;
+    let wrong_ca = server_config(roots, stranger.leaf(common_name, dns_names)?)?;
+    let mut trusted = vec![hierarchy.root.pem().to_owned()];
+    trusted.extend(previous);
+    Ok(ServerSide {
+        trusted,
+        normal,
+        wrong_identity,
+        wrong_ca,
+    })
+}

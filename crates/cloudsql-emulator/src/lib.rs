@@ -1,0 +1,43 @@
+//! # cloudsql-emulator
+//!
+//! A local, faithful stand-in for Google Cloud SQL, for testing applications offline:
+//!
+//! - the **Admin API** (`connectSettings`, `generateEphemeralCert`, under `v1beta4` and `v1`)
+//!   on loopback HTTP, with Google-shaped errors and a bearer-token check;
+//! - an **OAuth2 token endpoint** (JWT-bearer and refresh-token grants) and the credentials
+//!   files that point at it;
+//! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
+//!   a required client certificate, a server certificate per CA mode, then a relay to a real
+//!   database, with automatic IAM database authentication enforced for real.
+//!
+//! ```no_run
+//! use cloudsql_emulator::{Emulator, InstanceConfig};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let emulator = Emulator::start().await?;
+//! let instance = emulator
+//!     .add_instance(InstanceConfig::new("proj:us-central1:pg", "POSTGRES_15", "127.0.0.1:5432".parse()?))
+//!     .await?;
+//! println!("Admin API at {}, proxy at {:?}:3307", emulator.admin_api_url(), instance.public_ip());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod admin_api;
+mod ca;
+mod config;
+mod counters;
+mod emulator;
+mod faults;
+mod instance;
+mod naming;
+mod oauth;
+mod proxy;
+
+pub use config::{CaMode, FileConfig, IamUser, InstanceConfig};
+pub use counters::Counters;
+pub use emulator::Emulator;
+pub(crate) use emulator::State;
+pub use faults::{FaultState, Faults};
+pub use instance::{Instance, PROXY_PORT};

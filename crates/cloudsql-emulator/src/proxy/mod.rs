@@ -1,0 +1,98 @@
+//! The server-side proxy: TLS 1.3 with a required client certificate from the instance's client
+//! CA, then a relay to the real backend database (through the Postgres login step for IAM users).
+
+mod postgres;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::instance::{Instance, Issued};
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves every listener of an instance until it shuts down.
+pub(crate) fn spawn(instance: Arc<Instance>, listeners: Vec<TcpListener>) {
+    for listener in listeners {
+        tokio::spawn(accept_loop(instance.clone(), listener));
+    }
+}
+
+async fn accept_loop(instance: Arc<Instance>, listener: TcpListener) {
+    loop {
+        tokio::select! {
+            () = instance.shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    tokio::spawn(serve(instance.clone(), tcp));
+                }
+                Err(e) => {
+                    warn!(error = %e, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
+    if instance.faults().snapshot().proxy_reset {
+        debug!(
+            instance = instance.connection_name(),
+            "fault: resetting proxy connection"
+        );
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    let reset = instance.reset_token();
+    let acceptor = TlsAcceptor::from(instance.tls_config());
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            debug!(instance = instance.connection_name(), error = %e, "proxy TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let issued = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| instance.issued(cert))
+        .unwrap_or(Issued { principal: None });
+    let result = tokio::select! {
+        () = reset.cancelled() => Ok(()),
+        () = instance.shutdown.cancelled() => Ok(()),
+        result = session(&instance, tls, issued) => result,
+    };
+    if let Err(e) = result {
+        debug!(instance = instance.connection_name(), error = %e, "proxy session ended with an error");
+    }
+}
+
+async fn session<S>(instance: &Instance, client: S, issued: Issued) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if instance.database_version().starts_with("POSTGRES") {
+        postgres::serve(client, instance, issued).await
+    } else {
+        relay(client, instance).await
+    }
+}
+
+async fn relay<S>(mut client: S, instance: &Instance) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut backend = TcpStream::connect(instance.config.backend).await?;
+    backend.set_nodelay(true)?;
+    tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
+    Ok(())
+}

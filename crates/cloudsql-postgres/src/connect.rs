@@ -1,0 +1,157 @@
+//! `connect` / `connect_with`: tokio-postgres over the connector's TLS stream.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use cloudsql_core::{CloudSqlStream, Connector, DialOptions, Engine};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Config, Connection, NoTls};
+use tracing::debug;
+
+use crate::Error;
+
+/// The connection future tokio-postgres hands back; spawn it.
+pub type CloudSqlConnection = Connection<CloudSqlStream, NoTlsStream>;
+
+/// Connects to a Cloud SQL for PostgreSQL instance with the connector's defaults.
+///
+/// `config` supplies the user, password, database and session options; its hosts and ports are
+/// ignored (the connector dials the instance) and TLS is off inside the tunnel, which already is
+/// TLS 1.3. With automatic IAM authn, the user is the IAM principal (a service account's
+/// `.gserviceaccount.com` suffix is dropped for you) and no password is needed.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tokio_postgres::Config::new();
+/// config.user("app").password("secret").dbname("appdb");
+/// let (client, connection) = cloudsql_postgres::connect(&connector, "proj:region:inst", &config).await?;
+/// tokio::spawn(connection);
+/// let row = client.query_one("SELECT 1::int4", &[]).await?;
+/// assert_eq!(row.get::<_, i32>(0), 1);
+/// # Ok(()) }
+/// ```
+pub async fn connect(
+    connector: &Connector,
+    instance: &str,
+    config: &Config,
+) -> Result<(Client, CloudSqlConnection), Error> {
+    connect_with(connector, instance, config, &DialOptions::new()).await
+}
+
+/// [`connect`] with per-connection options (IP type, IAM authn, timeout).
+pub async fn connect_with(
+    connector: &Connector,
+    instance: &str,
+    config: &Config,
+    options: &DialOptions,
+) -> Result<(Client, CloudSqlConnection), Error> {
+    let options = options.clone().engine(Engine::Postgres);
+    let iam_authn = options.iam_authn_override().unwrap_or(connector.iam_authn());
+    let stream = connector.connect_with(instance, &options).await?;
+    let config = tunnel_config(config, iam_authn);
+    debug!(
+        instance,
+        iam_authn, "starting PostgreSQL session over the connector stream"
+    );
+    Ok(config.connect_raw(stream, NoTls).await?)
+}
+
+/// The config to use inside the tunnel: no TLS, and the IAM user name rule applied.
+pub(crate) fn tunnel_config(config: &Config, iam_authn: bool) -> Config {
+    let mut config = config.clone();
+    config.ssl_mode(SslMode::Disable);
+    if iam_authn && let Some(user) = config.get_user() {
+        let user = Engine::Postgres.iam_user_name(user);
+        config.user(user);
+    }
+    config
+}
+
+/// A stream that fails at once with a connector error, so that the error can travel inside a
+/// `tokio_postgres::Error` (which has no public constructor) to deadpool-postgres.
+pub(crate) struct FailedStream(Option<cloudsql_core::Error>);
+
+impl FailedStream {
+    pub(crate) fn new(error: cloudsql_core::Error) -> Self {
+        Self(Some(error))
+    }
+
+    fn error(&mut self) -> io::Error {
+        match self.0.take() {
+            Some(e) => io::Error::other(e),
+            None => io::Error::from(io::ErrorKind::NotConnected),
+        }
+    }
+}
+
+impl AsyncRead for FailedStream {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(self.get_mut().error()))
+    }
+}
+
+impl AsyncWrite for FailedStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(self.get_mut().error()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Err(self.get_mut().error()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Turns a connector error into the `tokio_postgres::Error` deadpool-postgres expects.
+pub(crate) async fn into_postgres_error(
+    config: &Config,
+    error: cloudsql_core::Error,
+) -> tokio_postgres::Error {
+    match config.connect_raw(FailedStream::new(error), NoTls).await {
+        Err(e) => e,
+        Ok(_) => unreachable_login(),
+    }
+}
+
+#[cold]
+fn unreachable_login() -> tokio_postgres::Error {
+    // connect_raw cannot log in over a stream that fails every write; if it ever did, the
+    // invariant is broken and there is nothing sensible to return.
+    panic!("tokio-postgres logged in over a stream that fails every write")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_user_names_drop_the_service_account_suffix() {
+        let mut config = Config::new();
+        config
+            .user("app@proj.iam.gserviceaccount.com")
+            .ssl_mode(SslMode::Require);
+        let tunneled = tunnel_config(&config, true);
+        assert_eq!(tunneled.get_user(), Some("app@proj.iam"));
+        assert_eq!(tunneled.get_ssl_mode(), SslMode::Disable);
+        assert_eq!(
+            tunnel_config(&config, false).get_user(),
+            Some("app@proj.iam.gserviceaccount.com")
+        );
+    }
+
+    #[tokio::test]
+    async fn connector_errors_survive_the_trip_through_tokio_postgres() {
+        let config = Config::new();
+        let error = into_postgres_error(&config, cloudsql_core::Error::Closed).await;
+        assert!(matches!(
+            crate::connector_error(&error),
+            Some(cloudsql_core::Error::Closed)
+        ));
+    }
+}

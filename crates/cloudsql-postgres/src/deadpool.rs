@@ -1,0 +1,95 @@
+//! A deadpool-postgres manager whose every new connection goes through the connector, so each
+//! one uses the instance's current certificate.
+
+use cloudsql_core::{Connector, DialOptions};
+use deadpool_postgres::{Connect, Manager, ManagerConfig, Pool, PoolBuilder};
+use futures_util::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, Config};
+
+use crate::Error;
+use crate::connect::{connect_with, into_postgres_error};
+
+/// deadpool-postgres' connect hook, backed by the connector.
+#[derive(Debug, Clone)]
+pub struct CloudSqlConnect {
+    connector: Connector,
+    instance: String,
+    options: DialOptions,
+}
+
+impl CloudSqlConnect {
+    /// Connects every pooled connection to `instance` through `connector`.
+    pub fn new(connector: Connector, instance: impl Into<String>, options: DialOptions) -> Self {
+        Self {
+            connector,
+            instance: instance.into(),
+            options,
+        }
+    }
+}
+
+impl Connect for CloudSqlConnect {
+    fn connect(
+        &self,
+        pg_config: &Config,
+    ) -> BoxFuture<'_, Result<(Client, JoinHandle<()>), tokio_postgres::Error>> {
+        let pg_config = pg_config.clone();
+        Box::pin(async move {
+            match connect_with(&self.connector, &self.instance, &pg_config, &self.options).await {
+                Ok((client, connection)) => {
+                    let handle = tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "pooled PostgreSQL connection ended");
+                        }
+                    });
+                    Ok((client, handle))
+                }
+                Err(Error::Postgres(e)) => Err(e),
+                Err(Error::Connector(e)) => Err(into_postgres_error(&pg_config, e).await),
+            }
+        })
+    }
+}
+
+/// A deadpool-postgres [`Manager`] for `instance`.
+pub fn manager(
+    connector: Connector,
+    instance: &str,
+    pg_config: Config,
+    options: DialOptions,
+    manager_config: ManagerConfig,
+) -> Manager {
+    Manager::from_connect(
+        pg_config,
+        CloudSqlConnect::new(connector, instance, options),
+        manager_config,
+    )
+}
+
+/// A deadpool-postgres [`PoolBuilder`] for `instance`; set its size and timeouts, then `build()`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tokio_postgres::Config::new();
+/// config.user("app").password("secret").dbname("appdb");
+/// let pool = cloudsql_postgres::deadpool::pool_builder(connector, "proj:region:inst", config)
+///     .max_size(16)
+///     .build()?;
+/// let client = pool.get().await?;
+/// client.query_one("SELECT 1", &[]).await?;
+/// # Ok(()) }
+/// ```
+pub fn pool_builder(connector: Connector, instance: &str, pg_config: Config) -> PoolBuilder {
+    let manager_config = ManagerConfig {
+        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+    };
+    Pool::builder(manager(
+        connector,
+        instance,
+        pg_config,
+        DialOptions::new(),
+        manager_config,
+    ))
+}

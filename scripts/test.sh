@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The full test suite: provisions the password-checking PostgreSQL, then runs every test of the
+# workspace (unit, integration, doc tests) against the emulator and the real local databases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/scram-postgres.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-features --no-fail-fast
+else
+  cargo test --workspace --all-features --no-fail-fast
+fi
+cargo test --workspace --all-features --doc
