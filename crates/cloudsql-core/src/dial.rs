@@ -79,12 +79,14 @@ pub(crate) async fn dial(
     Ok(CloudSqlStream::new(tls, instance))
 }
 
-/// Unwraps rustls' error from the I/O error tokio-rustls reports, so the failed check is named.
+/// Unwraps rustls' error from the I/O error tokio-rustls reports, and our verifier's error from
+/// rustls', so the message names the check that failed.
 fn tls_source(e: io::Error) -> crate::error::Source {
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => other.0.clone(),
         Some(rustls_error) => Arc::new(rustls_error.clone()),
         None => Arc::new(e),
     }
