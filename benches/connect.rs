@@ -1,2 +1,230 @@
-//! Placeholder until the connect benchmark lands.
-fn main() {}
+//! Connect benchmark: prints, in one run, warm connect→first row through the connector against
+//! the floor (a hand-built rustls mTLS + tokio-postgres connection through the same emulator
+//! proxy with a pre-issued certificate), cold start (new connector→first row), and Admin API
+//! calls per 1,000 connects. Ratios are against the floor measured in the same run, interleaved,
+//! because these machines are noisy.
+//!
+//! ```sh
+//! cargo bench --bench connect
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use cloudsql::core::{Connector, Credentials};
+use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const WARM_ITERATIONS: usize = 300;
+const COLD_ITERATIONS: usize = 15;
+const QUOTA_CONNECTS: usize = 1000;
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn pg_config() -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config.user("postgres").dbname("postgres");
+    config
+}
+
+/// The floor: what a hand-written client with a ready certificate must do at least.
+struct Floor {
+    tls: TlsConnector,
+    addr: (String, u16),
+    server_name: ServerName<'static>,
+}
+
+impl Floor {
+    async fn new(emulator: &Emulator, instance: &cloudsql_emulator::Instance) -> anyhow::Result<Self> {
+        let token = emulator.issue_token(
+            "bench@bench-project.iam.gserviceaccount.com",
+            &["https://www.googleapis.com/auth/sqlservice.admin"],
+            Duration::from_secs(3600),
+        );
+        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("keygen"))?;
+        let spki = key.public_key().as_der().map_err(|_| anyhow::anyhow!("spki"))?;
+        let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
+        let (project, instance_id) = {
+            let parts: Vec<&str> = instance.connection_name().split(':').collect();
+            (parts[0].to_owned(), parts[2].to_owned())
+        };
+        let http = reqwest::Client::new();
+        let base = format!(
+            "{}/sql/v1beta4/projects/{project}/instances/{instance_id}",
+            emulator.admin_api_url()
+        );
+        let settings: serde_json::Value = http
+            .get(format!("{base}/connectSettings"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let cert: serde_json::Value = http
+            .post(format!("{base}:generateEphemeralCert"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"public_key": public_pem}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(
+            settings["serverCaCert"]["cert"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes(),
+        ) {
+            roots.add(ca?)?;
+        }
+        let client_cert = CertificateDer::from_pem_slice(
+            cert["ephemeralCert"]["cert"]
+                .as_str()
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        let pkcs8 = key.as_der().map_err(|_| anyhow::anyhow!("pkcs8"))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![client_cert],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec())),
+            )?;
+        Ok(Self {
+            tls: TlsConnector::from(Arc::new(config)),
+            addr: (
+                instance.public_ip().map(|ip| ip.to_string()).unwrap_or_default(),
+                3307,
+            ),
+            server_name: ServerName::try_from(instance.dns_name().unwrap_or_default().to_owned())?,
+        })
+    }
+
+    async fn connect_first_row(&self) -> anyhow::Result<()> {
+        let tcp = TcpStream::connect((self.addr.0.as_str(), self.addr.1)).await?;
+        tcp.set_nodelay(true)?;
+        let tls = self.tls.connect(self.server_name.clone(), tcp).await?;
+        let mut config = pg_config();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, connection) = config.connect_raw(tls, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let _: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+        Ok(())
+    }
+}
+
+async fn connector_first_row(connector: &Connector, instance: &str) -> anyhow::Result<()> {
+    let (client, connection) = cloudsql::postgres::connect(connector, instance, &pg_config()).await?;
+    tokio::spawn(connection);
+    let _: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    Ok(())
+}
+
+fn report(label: &str, samples: &mut [Duration], floor_median: Option<Duration>) -> Duration {
+    let median = percentile(samples, 0.5);
+    let p90 = percentile(samples, 0.9);
+    let ratio = floor_median.map_or(String::new(), |f| {
+        format!("  ratio vs floor {:.2}x", median.as_secs_f64() / f.as_secs_f64())
+    });
+    println!(
+        "{label:<44} median {median:>10.2?}  p90 {p90:>10.2?}  (n={}){ratio}",
+        samples.len()
+    );
+    median
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let emulator = Emulator::start().await?;
+    let instance = emulator
+        .add_instance(
+            InstanceConfig::new(
+                "bench-project:us-central1:bench-pg",
+                "POSTGRES_15",
+                "127.0.0.1:5432".parse()?,
+            )
+            .ca_mode(CaMode::GoogleManagedCas),
+        )
+        .await?;
+    let name = instance.connection_name().to_owned();
+    let dir = std::env::temp_dir().join(format!("cloudsql-bench-{}", std::process::id()));
+    let key_file =
+        emulator.write_service_account_file("bench@bench-project.iam.gserviceaccount.com", &dir)?;
+    let build = || -> anyhow::Result<Connector> {
+        Ok(Connector::builder()
+            .credentials(Credentials::from_file(&key_file)?)
+            .admin_api_endpoint(emulator.admin_api_url())
+            .build()?)
+    };
+
+    let floor = Floor::new(&emulator, &instance).await?;
+    let connector = build()?;
+    // Warm up both paths (and the backend's caches).
+    for _ in 0..20 {
+        floor.connect_first_row().await?;
+        connector_first_row(&connector, &name).await?;
+    }
+
+    println!(
+        "cloudsql-rs connect benchmark (release build, PostgreSQL at 127.0.0.1:5432 behind the emulator proxy)"
+    );
+    let mut floor_samples = Vec::with_capacity(WARM_ITERATIONS);
+    let mut warm_samples = Vec::with_capacity(WARM_ITERATIONS);
+    for i in 0..WARM_ITERATIONS {
+        // Alternate which goes first so neither pays for the other's backend teardown.
+        for floor_turn in [i % 2 == 0, i % 2 != 0] {
+            let t = Instant::now();
+            if floor_turn {
+                floor.connect_first_row().await?;
+                floor_samples.push(t.elapsed());
+            } else {
+                connector_first_row(&connector, &name).await?;
+                warm_samples.push(t.elapsed());
+            }
+        }
+    }
+    let floor_median = report("floor: rustls mTLS + tokio-postgres", &mut floor_samples, None);
+    report(
+        "warm: connector connect -> first row",
+        &mut warm_samples,
+        Some(floor_median),
+    );
+
+    let mut cold_samples = Vec::with_capacity(COLD_ITERATIONS);
+    for _ in 0..COLD_ITERATIONS {
+        let t = Instant::now();
+        let fresh = build()?;
+        connector_first_row(&fresh, &name).await?;
+        cold_samples.push(t.elapsed());
+        fresh.close().await;
+    }
+    report(
+        "cold: new connector -> first row",
+        &mut cold_samples,
+        Some(floor_median),
+    );
+
+    let before = instance.counters().total();
+    let quota_connector = build()?;
+    for _ in 0..QUOTA_CONNECTS {
+        drop(quota_connector.connect(&name).await?);
+    }
+    let calls = instance.counters().total() - before;
+    println!(
+        "Admin API calls per {QUOTA_CONNECTS} connects: {calls} (connectSettings + generateEphemeralCert per refresh)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -9,10 +9,11 @@ use support::*;
 async fn deadpool_pool_runs_concurrent_queries() {
     let env = Env::new().await;
     let inst = env.add(env.pg_config()).await;
-    let pool = cloudsql::postgres::deadpool::pool_builder(env.connector(), inst.connection_name(), trust_login())
-        .max_size(8)
-        .build()
-        .unwrap();
+    let pool =
+        cloudsql::postgres::deadpool::pool_builder(env.connector(), inst.connection_name(), trust_login())
+            .max_size(8)
+            .build()
+            .unwrap();
     let tasks: Vec<_> = (0..32)
         .map(|i: i32| {
             let pool = pool.clone();
@@ -29,7 +30,11 @@ async fn deadpool_pool_runs_concurrent_queries() {
     }
     assert_eq!(sum, (0..32).map(|i| i * 2).sum::<i32>());
     assert!(pool.status().size <= 8);
-    assert_eq!(inst.counters().total(), 2, "all pooled connections share one refresh");
+    assert_eq!(
+        inst.counters().total(),
+        2,
+        "all pooled connections share one refresh"
+    );
 }
 
 #[tokio::test]
@@ -48,7 +53,10 @@ async fn deadpool_reports_connector_errors_as_typed_errors() {
         panic!("expected a backend error, got {err:?}")
     };
     assert!(
-        matches!(cloudsql::postgres::connector_error(pg), Some(Error::AdminApi { status: 404, .. })),
+        matches!(
+            cloudsql::postgres::connector_error(pg),
+            Some(Error::AdminApi { status: 404, .. })
+        ),
         "{pg:?}"
     );
 }
@@ -68,7 +76,11 @@ async fn bb8_pool_runs_concurrent_queries() {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let client = pool.get().await.unwrap();
-                client.query_one("SELECT $1::int4 + 1", &[&i]).await.unwrap().get::<_, i32>(0)
+                client
+                    .query_one("SELECT $1::int4 + 1", &[&i])
+                    .await
+                    .unwrap()
+                    .get::<_, i32>(0)
             })
         })
         .collect();
@@ -89,7 +101,12 @@ async fn bb8_replaces_connections_cut_by_the_proxy() {
         inst.connection_name(),
         trust_login(),
     );
-    let pool = bb8::Pool::builder().max_size(4).test_on_check_out(true).build(manager).await.unwrap();
+    let pool = bb8::Pool::builder()
+        .max_size(4)
+        .test_on_check_out(true)
+        .build(manager)
+        .await
+        .unwrap();
     {
         let client = pool.get().await.unwrap();
         client.query_one("SELECT 1", &[]).await.unwrap();

@@ -33,7 +33,11 @@ async fn hundred_concurrent_first_connects_share_one_refresh() {
 async fn lazy_strategy_also_shares_one_refresh() {
     let env = Env::new().await;
     let inst = env.add(env.pg_config()).await;
-    let connector = env.builder().refresh_strategy(RefreshStrategy::Lazy).build().unwrap();
+    let connector = env
+        .builder()
+        .refresh_strategy(RefreshStrategy::Lazy)
+        .build()
+        .unwrap();
     let name = inst.connection_name().to_owned();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -53,15 +57,26 @@ async fn close_stops_refreshing_and_refuses_new_connects() {
     let env = Env::new().await;
     // Certificates shorter than the 4-minute buffer make the background task refresh as fast as
     // its rate limit allows (2 at once, then one per 30 s).
-    let inst = env.add(env.pg_config().cert_lifetime(Duration::from_secs(180))).await;
+    let inst = env
+        .add(env.pg_config().cert_lifetime(Duration::from_secs(180)))
+        .await;
     let connector = env.connector();
-    assert_eq!(select_one(&connector, inst.connection_name(), &trust_login()).await.unwrap(), 1);
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
     // The burst allows a second refresh at once.
     let deadline = Instant::now() + Duration::from_secs(10);
     while inst.counters().calls("generateEphemeralCert") < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(inst.counters().calls("generateEphemeralCert"), 2, "background refresh ran");
+    assert_eq!(
+        inst.counters().calls("generateEphemeralCert"),
+        2,
+        "background refresh ran"
+    );
 
     connector.close().await;
     let after_close = inst.counters().total();
@@ -69,13 +84,19 @@ async fn close_stops_refreshing_and_refuses_new_connects() {
     assert!(matches!(err, Error::Closed), "{err:?}");
     // The next refresh would be due within 30 s; nothing may happen.
     tokio::time::sleep(Duration::from_secs(32)).await;
-    assert_eq!(inst.counters().total(), after_close, "no Admin API calls after close");
+    assert_eq!(
+        inst.counters().total(),
+        after_close,
+        "no Admin API calls after close"
+    );
 }
 
 #[tokio::test]
 async fn dropping_the_last_connector_clone_stops_refreshing() {
     let env = Env::new().await;
-    let inst = env.add(env.pg_config().cert_lifetime(Duration::from_secs(180))).await;
+    let inst = env
+        .add(env.pg_config().cert_lifetime(Duration::from_secs(180)))
+        .await;
     let connector = env.connector();
     let clone = connector.clone();
     connector.connect(inst.connection_name()).await.unwrap();
@@ -90,19 +111,36 @@ async fn dropping_the_last_connector_clone_stops_refreshing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after_drop = inst.counters().total();
     tokio::time::sleep(Duration::from_secs(32)).await;
-    assert_eq!(inst.counters().total(), after_drop, "no Admin API calls after drop");
+    assert_eq!(
+        inst.counters().total(),
+        after_drop,
+        "no Admin API calls after drop"
+    );
 }
 
 #[tokio::test]
 async fn lazy_strategy_makes_no_background_calls() {
     let env = Env::new().await;
     let inst = env.add(env.pg_config()).await;
-    let connector = env.builder().refresh_strategy(RefreshStrategy::Lazy).build().unwrap();
+    let connector = env
+        .builder()
+        .refresh_strategy(RefreshStrategy::Lazy)
+        .build()
+        .unwrap();
     for _ in 0..5 {
-        assert_eq!(select_one(&connector, inst.connection_name(), &trust_login()).await.unwrap(), 1);
+        assert_eq!(
+            select_one(&connector, inst.connection_name(), &trust_login())
+                .await
+                .unwrap(),
+            1
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(inst.counters().total(), 2, "one refresh serves a valid hour-long certificate");
+    assert_eq!(
+        inst.counters().total(),
+        2,
+        "one refresh serves a valid hour-long certificate"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +155,12 @@ async fn fatal_errors_evict_the_instance_and_stop_background_work() {
     assert_eq!(inst.counters().total(), calls, "no retries for a 404");
     // Once the instance exists again, a new connect starts afresh.
     inst.faults().clear();
-    assert_eq!(select_one(&connector, inst.connection_name(), &trust_login()).await.unwrap(), 1);
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 /// Runs `SELECT 1` on a new connection every 2 s for 200 s with 3-minute certificates: the first
@@ -125,19 +168,25 @@ async fn fatal_errors_evict_the_instance_and_stop_background_work() {
 /// proves the refresh works.
 async fn queries_succeed_across_expiry(strategy: RefreshStrategy) {
     let env = Env::new().await;
-    let inst = env.add(env.pg_config().cert_lifetime(Duration::from_secs(180))).await;
+    let inst = env
+        .add(env.pg_config().cert_lifetime(Duration::from_secs(180)))
+        .await;
     let connector = env.builder().refresh_strategy(strategy).build().unwrap();
     let started = Instant::now();
     let mut queries = 0;
     // A long-lived connection opened at the start keeps working too.
-    let (long_lived, connection) = cloudsql::postgres::connect(&connector, inst.connection_name(), &trust_login())
-        .await
-        .unwrap();
+    let (long_lived, connection) =
+        cloudsql::postgres::connect(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap();
     tokio::spawn(connection);
     while started.elapsed() < Duration::from_secs(200) {
         let result = select_one(&connector, inst.connection_name(), &trust_login()).await;
         assert_eq!(
-            result.unwrap_or_else(|e| panic!("{strategy:?}: query failed after {:?}: {e:?}", started.elapsed())),
+            result.unwrap_or_else(|e| panic!(
+                "{strategy:?}: query failed after {:?}: {e:?}",
+                started.elapsed()
+            )),
             1
         );
         queries += 1;
@@ -146,7 +195,10 @@ async fn queries_succeed_across_expiry(strategy: RefreshStrategy) {
     long_lived.query_one("SELECT 1", &[]).await.unwrap();
     let certs = inst.counters().calls("generateEphemeralCert");
     assert!(queries >= 90, "{queries}");
-    assert!(certs >= 2, "{strategy:?}: the certificate was refreshed ({certs} issued)");
+    assert!(
+        certs >= 2,
+        "{strategy:?}: the certificate was refreshed ({certs} issued)"
+    );
     connector.close().await;
 }
 

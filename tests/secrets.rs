@@ -19,7 +19,10 @@ async fn debug_output_never_shows_secrets() {
         format!("{:?}", AccessToken::new(token, None)),
         format!("{:?}", Credentials::from_file(&env.key_file).unwrap()),
         format!("{:?}", env.builder()),
-        format!("{:?}", cloudsql::Connector::builder().credentials(Credentials::from_token(token))),
+        format!(
+            "{:?}",
+            cloudsql::Connector::builder().credentials(Credentials::from_token(token))
+        ),
         format!("{:?}", env.connector()),
     ];
     for text in &shown {
