@@ -21,6 +21,11 @@ pub(crate) const ADMIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice
 /// IAM login scope.
 pub(crate) const LOGIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.login";
 
+/// Google's token endpoint, which service-account assertions name as their audience.
+const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// The older alias of the same endpoint.
+const GOOGLE_TOKEN_URI_V4: &str = "https://www.googleapis.com/oauth2/v4/token";
+
 /// Who a token speaks for.
 #[derive(Debug, Clone)]
 pub(crate) struct Grant {
@@ -208,10 +213,13 @@ impl OAuth {
                     .as_deref()
                     .ok_or_else(|| TokenError::grant("missing assertion"))?;
                 let (principal, claims) = self.verify_jwt(assertion).map_err(TokenError::grant)?;
-                if claims.aud.as_deref() != Some(self.token_uri.as_str()) {
+                // Google's client libraries sign for Google's canonical token URI even when they
+                // post elsewhere; Google accepts that and its older alias, and so do we.
+                let aud = claims.aud.as_deref().unwrap_or_default();
+                if ![self.token_uri.as_str(), GOOGLE_TOKEN_URI, GOOGLE_TOKEN_URI_V4].contains(&aud) {
                     return Err(TokenError::grant(format!(
-                        "assertion audience {:?} is not the token endpoint {}",
-                        claims.aud, self.token_uri
+                        "assertion audience `{aud}` is not the token endpoint {}",
+                        self.token_uri
                     )));
                 }
                 let scopes = claims.scope.unwrap_or_default();
