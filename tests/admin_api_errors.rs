@@ -1,4 +1,5 @@
 //! Each Admin API failure reaches the caller as its own typed error with the API's message.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Conformance: Google's own `cloud-sql-python-connector[pg8000]`, installed from PyPI, connects
 //! through the emulator (public IP, password login and automatic IAM authn, CAS instance) — the
 //! emulator speaks real Cloud SQL, not just our own client's idea of it.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Automatic IAM database authentication against a backend that really checks passwords: the
 //! IAM user logs in with no password only with a certificate issued for its principal.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! deadpool-postgres and bb8 pools open every connection through the connector.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! tokio-postgres through the connector to an emulated instance in front of a real PostgreSQL:
 //! every IP type and CA mode, and password logins checked by a real backend.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

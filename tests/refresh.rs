@@ -1,5 +1,6 @@
 //! Refresh behaviour: shared first refresh, background refresh ahead of expiry, lazy refresh,
 //! close stopping all work.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

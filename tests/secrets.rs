@@ -1,4 +1,5 @@
 //! No token, key or password ever appears in `Debug` output or error messages.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

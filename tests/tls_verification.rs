@@ -1,5 +1,6 @@
 //! The connector refuses servers that fail any check, says which check failed, and recovers from
 //! a server CA rotation by refreshing.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Shared setup for the integration tests: an emulator with a service account, connectors
 //! pointed at it, and the local databases (with a loud failure when one is missing).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ fn rand_u32() -> u32 {
     h.write_u128(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .unwrap_or_default()
             .as_nanos(),
     );
     h.finish() as u32

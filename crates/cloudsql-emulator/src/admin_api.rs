@@ -1,9 +1,6 @@
 //! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
 //! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and faults.
 
-// Handlers return a ready `Response` as their error, as axum handlers do.
-#![allow(clippy::result_large_err)]
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +14,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::State;
+use crate::counters::RequestInfo;
 use crate::faults::FaultState;
 use crate::instance::Instance;
 use crate::oauth::{ADMIN_SCOPE, Grant, LOGIN_SCOPE, TokenRequest};
@@ -34,6 +32,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/token", post(token))
         .route("/emulator/v1/counters", get(counters))
         .route("/emulator/v1/instances/{name}/faults", post(set_faults))
+        .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
         .with_state(state)
 }
@@ -125,11 +124,18 @@ async fn begin(
     if version != "v1beta4" && version != "v1" {
         return Err(api_error(404, "The requested URL was not found on this server."));
     }
-    authorize(state, headers)?;
+    let grant = authorize(state, headers)?;
     let inst = state
         .lookup(project, instance)
         .ok_or_else(|| api_error(404, default_message(404)))?;
-    inst.counters().record(method);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    inst.counters().record(RequestInfo {
+        method: method.to_owned(),
+        user_agent: header("user-agent"),
+        api_client: header("x-goog-api-client"),
+        quota_project: header("x-goog-user-project"),
+        principal: grant.principal,
+    });
     let faults = inst.faults().snapshot();
     if faults.admin_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.admin_delay_ms)).await;

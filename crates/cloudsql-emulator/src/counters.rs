@@ -5,15 +5,39 @@ use std::sync::Mutex;
 
 use crate::oauth::lock;
 
-/// Admin API call counts, keyed by method name (`connectSettings`, `generateEphemeralCert`).
+/// Admin API call counts, keyed by method name (`connectSettings`, `generateEphemeralCert`), and
+/// what the last call said about its caller.
 #[derive(Debug, Default)]
 pub struct Counters {
     calls: Mutex<BTreeMap<String, u64>>,
+    last: Mutex<Option<RequestInfo>>,
+}
+
+/// What an Admin API call carried besides its body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestInfo {
+    /// The method called.
+    pub method: String,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The `x-goog-api-client` header.
+    pub api_client: Option<String>,
+    /// The `x-goog-user-project` header (the quota project).
+    pub quota_project: Option<String>,
+    /// The principal the bearer token belongs to.
+    pub principal: String,
 }
 
 impl Counters {
-    pub(crate) fn record(&self, method: &str) {
-        *lock(&self.calls).entry(method.to_owned()).or_default() += 1;
+    pub(crate) fn record(&self, info: RequestInfo) {
+        *lock(&self.calls).entry(info.method.clone()).or_default() += 1;
+        *lock(&self.last) = Some(info);
+    }
+
+    /// The last call's headers and principal.
+    pub fn last_request(&self) -> Option<RequestInfo> {
+        lock(&self.last).clone()
     }
 
     /// Calls of one method so far.

@@ -17,6 +17,7 @@ use crate::oauth::OAuth;
 /// Shared state behind the HTTP handlers.
 pub(crate) struct State {
     pub(crate) oauth: OAuth,
+    pub(crate) metadata_principal: std::sync::Mutex<Option<String>>,
     instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
 }
 
@@ -73,6 +74,7 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             oauth: OAuth::new(format!("http://{addr}/token")),
+            metadata_principal: std::sync::Mutex::new(None),
             instances: RwLock::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
@@ -155,6 +157,17 @@ impl Emulator {
     pub fn issue_token(&self, principal: &str, scopes: &[&str], lifetime: Duration) -> String {
         let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
         self.state.oauth.issue(principal, scopes, lifetime).0
+    }
+
+    /// Makes the metadata server hand out tokens for `principal` (the VM's default service
+    /// account); point `GCE_METADATA_HOST` at [`metadata_host`](Self::metadata_host).
+    pub fn set_metadata_service_account(&self, principal: &str) {
+        *crate::oauth::lock(&self.state.metadata_principal) = Some(principal.to_owned());
+    }
+
+    /// The value for `GCE_METADATA_HOST` (`127.0.0.1:PORT`).
+    pub fn metadata_host(&self) -> String {
+        self.addr.to_string()
     }
 
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).

@@ -5,7 +5,7 @@
 //! - the **Admin API** (`connectSettings`, `generateEphemeralCert`, under `v1beta4` and `v1`)
 //!   on loopback HTTP, with Google-shaped errors and a bearer-token check;
 //! - an **OAuth2 token endpoint** (JWT-bearer and refresh-token grants) and the credentials
-//!   files that point at it;
+//!   files that point at it, and a GCE **metadata server** (`GCE_METADATA_HOST`);
 //! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
 //!   a required client certificate, a server certificate per CA mode, then a relay to a real
 //!   database, with automatic IAM database authentication enforced for real.
@@ -23,6 +23,8 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// HTTP handlers return a ready `Response` as their error, as axum handlers do.
+#![allow(clippy::result_large_err)]
 
 mod admin_api;
 mod ca;
@@ -31,12 +33,13 @@ mod counters;
 mod emulator;
 mod faults;
 mod instance;
+mod metadata;
 mod naming;
 mod oauth;
 mod proxy;
 
 pub use config::{CaMode, FileConfig, IamUser, InstanceConfig};
-pub use counters::Counters;
+pub use counters::{Counters, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
 pub use faults::{FaultState, Faults};

@@ -1,0 +1,257 @@
+//! Where tokens come from: Application Default Credentials (file and metadata server), and the
+//! environment variables the connector honours. Each scenario that needs environment variables
+//! runs in a child process of this test binary, so no test changes its own environment.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use std::time::Duration;
+
+use cloudsql::core::{AccessToken, Connector, Credentials, Error, TokenFuture, TokenSource};
+use support::*;
+
+const CHILD: &str = "CLOUDSQL_TEST_CHILD";
+
+/// In the parent: reruns `test` in a child process with `envs` (plus the emulator's URL and the
+/// instance name) and waits for it. In the child: returns the URL and instance to use.
+async fn in_child(
+    test: &str,
+    env: &Env,
+    instance: &str,
+    envs: &[(&str, String)],
+) -> Option<(String, String)> {
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        return Some((
+            std::env::var("CLOUDSQL_TEST_ADMIN_API").unwrap(),
+            std::env::var("CLOUDSQL_TEST_INSTANCE").unwrap(),
+        ));
+    }
+    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .env("CLOUDSQL_TEST_ADMIN_API", env.emulator.admin_api_url())
+        .env("CLOUDSQL_TEST_INSTANCE", instance)
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env_remove("GOOGLE_CLOUD_QUOTA_PROJECT")
+        .env_remove("GOOGLE_CLOUD_UNIVERSE_DOMAIN")
+        // No gcloud well-known file either.
+        .env("HOME", env.dir.join("no-home"))
+        .env_remove("CLOUDSDK_CONFIG");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let output = command.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "child {test} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    None
+}
+
+/// The child half of the ADC tests: connect with ADC, and log in by IAM when `iam`.
+async fn adc_connect(admin_api: &str, instance: &str, iam_user: Option<&str>) {
+    let connector = Connector::builder()
+        .admin_api_endpoint(admin_api)
+        .iam_authn(iam_user.is_some())
+        .build()
+        .unwrap();
+    let mut config = trust_login();
+    if let Some(user) = iam_user {
+        config.user(user);
+    }
+    assert_eq!(select_one(&connector, instance, &config).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn adc_from_google_application_credentials() {
+    const TEST: &str = "adc_from_google_application_credentials";
+    let env = Env::new().await;
+    let backend_password = unique("pw");
+    let iam_db_user = env
+        .sa_email
+        .strip_suffix(".gserviceaccount.com")
+        .unwrap()
+        .to_owned();
+    let inst = env
+        .add(
+            env.pg_config_for(scram_pg())
+                .iam_user(&env.sa_email, &backend_password),
+        )
+        .await;
+    if std::env::var(CHILD).as_deref() != Ok(TEST) {
+        create_scram_role(&iam_db_user, &backend_password).await;
+    }
+    let envs = [
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            env.key_file.display().to_string(),
+        ),
+        ("CLOUDSQL_TEST_IAM_USER", iam_db_user.clone()),
+    ];
+    if let Some((api, instance)) = in_child(TEST, &env, inst.connection_name(), &envs).await {
+        // Admin API token: google-cloud-auth self-signs a JWT with the key; login token: our
+        // JWT-bearer exchange with the same file. Both are checked by the emulator.
+        let iam_user = std::env::var("CLOUDSQL_TEST_IAM_USER").unwrap();
+        adc_connect(&api, &instance, Some(&iam_user)).await;
+        return;
+    }
+    let last = inst.counters().last_request().unwrap();
+    assert_eq!(last.principal, env.sa_email);
+}
+
+#[tokio::test]
+async fn adc_from_the_metadata_server() {
+    const TEST: &str = "adc_from_the_metadata_server";
+    let env = Env::new().await;
+    let vm_account = "vm-default@test-project.iam.gserviceaccount.com";
+    env.emulator.set_metadata_service_account(vm_account);
+    let inst = env.add(env.pg_config()).await;
+    let envs = [("GCE_METADATA_HOST", env.emulator.metadata_host())];
+    if let Some((api, instance)) = in_child(TEST, &env, inst.connection_name(), &envs).await {
+        adc_connect(&api, &instance, None).await;
+        return;
+    }
+    assert_eq!(inst.counters().last_request().unwrap().principal, vm_account);
+}
+
+#[tokio::test]
+async fn quota_project_comes_from_the_environment_unless_set() {
+    const TEST: &str = "quota_project_comes_from_the_environment_unless_set";
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let token = env
+        .emulator
+        .issue_token(&env.sa_email, &[ADMIN], Duration::from_secs(600));
+    let envs = [
+        ("GOOGLE_CLOUD_QUOTA_PROJECT", "billing-from-env".to_owned()),
+        ("CLOUDSQL_TEST_TOKEN", token),
+    ];
+    if let Some((api, instance)) = in_child(TEST, &env, inst.connection_name(), &envs).await {
+        let token = std::env::var("CLOUDSQL_TEST_TOKEN").unwrap();
+        let connector = Connector::builder()
+            .credentials(Credentials::from_token(token))
+            .admin_api_endpoint(&api)
+            .build()
+            .unwrap();
+        connector.connect(&instance).await.unwrap();
+        return;
+    }
+    let last = inst.counters().last_request().unwrap();
+    assert_eq!(last.quota_project.as_deref(), Some("billing-from-env"));
+
+    // The builder option wins over the environment (here: no environment at all).
+    let connector = env
+        .builder()
+        .quota_project("billing-from-option")
+        .build()
+        .unwrap();
+    connector.connect(inst.connection_name()).await.unwrap();
+    let last = inst.counters().last_request().unwrap();
+    assert_eq!(last.quota_project.as_deref(), Some("billing-from-option"));
+}
+
+const ADMIN: &str = "https://www.googleapis.com/auth/sqlservice.admin";
+
+#[tokio::test]
+async fn user_agent_names_the_connector_and_the_suffix() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let connector = env.builder().user_agent("my-app/1.2").build().unwrap();
+    connector.connect(inst.connection_name()).await.unwrap();
+    let last = inst.counters().last_request().unwrap();
+    let expected = format!(
+        "cloud-sql-rust-connector/{} my-app/1.2",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(last.user_agent.as_deref(), Some(expected.as_str()));
+    assert_eq!(last.api_client.as_deref(), Some(expected.as_str()));
+    assert_eq!(last.quota_project, None);
+}
+
+#[tokio::test]
+async fn credentials_from_another_universe_are_refused_at_build() {
+    let env = Env::new().await;
+    let err = env
+        .builder()
+        .universe_domain("example-universe.test")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("googleapis.com") && msg.contains("example-universe.test"),
+        "{msg}"
+    );
+}
+
+/// A token source of the caller's own.
+#[derive(Debug)]
+struct Vault {
+    token: String,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl TokenSource for Vault {
+    fn token(&self) -> TokenFuture<'_> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token = AccessToken::new(self.token.clone(), None);
+        Box::pin(async move { Ok(token) })
+    }
+}
+
+#[tokio::test]
+async fn custom_token_sources_are_used() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let token = env.emulator.issue_token(
+        "vault@test-project.iam.gserviceaccount.com",
+        &[ADMIN],
+        Duration::from_secs(600),
+    );
+    let connector = Connector::builder()
+        .credentials(Credentials::from_token_source(Vault {
+            token,
+            calls: Default::default(),
+        }))
+        .admin_api_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap();
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        inst.counters().last_request().unwrap().principal,
+        "vault@test-project.iam.gserviceaccount.com"
+    );
+}
+
+#[tokio::test]
+async fn a_token_source_error_is_a_credentials_error() {
+    #[derive(Debug)]
+    struct Broken;
+    impl TokenSource for Broken {
+        fn token(&self) -> TokenFuture<'_> {
+            Box::pin(async { Err(cloudsql::core::CredentialsError::new("vault is sealed")) })
+        }
+    }
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let connector = Connector::builder()
+        .credentials(Credentials::from_token_source(Broken))
+        .admin_api_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap();
+    let err = connector.connect(inst.connection_name()).await.unwrap_err();
+    assert!(matches!(err, Error::Credentials { .. }), "{err:?}");
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "vault is sealed"
+    );
+}
