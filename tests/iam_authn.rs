@@ -130,3 +130,29 @@ async fn sql_server_refuses_iam_authn_with_a_clear_error() {
     assert!(matches!(err, Error::IamAuthnNotSupported { .. }), "{err:?}");
     assert!(err.to_string().contains("not supported for SQL Server"), "{err}");
 }
+
+#[tokio::test]
+async fn certificate_life_is_clamped_to_the_login_token() {
+    let env = Env::new().await;
+    let (inst, db_user) = iam_instance(&env, &env.sa_email).await;
+    // Login tokens live 150 s: the IAM certificate ends with them, under the 4-minute refresh
+    // buffer, so the background task refreshes again at once (the rate limit allows 2 at once).
+    env.emulator
+        .set_token_lifetime(std::time::Duration::from_secs(150));
+    let connector = env.builder().iam_authn(true).build().unwrap();
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &login(&db_user))
+            .await
+            .unwrap(),
+        1
+    );
+    wait_for_calls(&inst, "generateEphemeralCert", 2).await;
+    assert_eq!(inst.counters().calls("generateEphemeralCert"), 2);
+
+    // Without IAM authn the hour-long certificate is not refreshed early.
+    let plain = env.emulator.add_instance(env.pg_config()).await.unwrap();
+    let connector = env.connector();
+    connector.connect(plain.connection_name()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(plain.counters().calls("generateEphemeralCert"), 1);
+}

@@ -69,10 +69,7 @@ async fn close_stops_refreshing_and_refuses_new_connects() {
         1
     );
     // The burst allows a second refresh at once.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while inst.counters().calls("generateEphemeralCert") < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&inst, "generateEphemeralCert", 2).await;
     assert_eq!(
         inst.counters().calls("generateEphemeralCert"),
         2,
@@ -104,10 +101,7 @@ async fn dropping_the_last_connector_clone_stops_refreshing() {
     drop(connector);
     // A clone keeps it alive.
     clone.connect(inst.connection_name()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while inst.counters().calls("generateEphemeralCert") < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&inst, "generateEphemeralCert", 2).await;
     drop(clone);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after_drop = inst.counters().total();

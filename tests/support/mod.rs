@@ -155,3 +155,12 @@ pub fn psc_dialer(builder: ConnectorBuilder, instance: &Instance) -> ConnectorBu
         async move { tokio::net::TcpStream::connect((target.as_str(), port)).await }
     })
 }
+
+/// Waits up to 10 s for the instance to have answered `n` calls of `method`; returns the count.
+pub async fn wait_for_calls(instance: &Instance, method: &str, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while instance.counters().calls(method) < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    instance.counters().calls(method)
+}

@@ -203,3 +203,57 @@ impl Drop for Inner {
         self.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[tokio::test]
+    async fn public_types_and_futures_are_send() {
+        assert_send_sync::<Connector>();
+        assert_send_sync::<CloudSqlStream>();
+        assert_send_sync::<Error>();
+        let connector = Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .admin_api_endpoint("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let connect = connector.connect("p:r:i");
+        assert_send(&connect);
+        let options = DialOptions::new();
+        let connect_with = connector.connect_with("p:r:i", &options);
+        assert_send(&connect_with);
+        let close = connector.close();
+        assert_send(&close);
+    }
+
+    #[test]
+    fn build_rejects_bad_options_with_typed_errors() {
+        let err = Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .admin_api_endpoint("127.0.0.1:8080")
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("must start with http:// or https://"),
+            "{err}"
+        );
+        let err = Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::Config { .. }));
+    }
+
+    #[test]
+    fn build_works_outside_a_runtime() {
+        let connector = Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .build();
+        assert!(connector.is_ok());
+    }
+}

@@ -10,9 +10,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 /// Any async byte stream a custom dialer may return.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> AsyncStream for T {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> AsyncStream for T {}
 
 /// A boxed [`AsyncStream`].
 pub type BoxedStream = Box<dyn AsyncStream>;
