@@ -149,3 +149,50 @@ async fn real_password_check_accepts_the_right_password_and_refuses_a_wrong_one(
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn proxy_resets_fail_the_connect_and_recover_when_cleared() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let connector = env.connector();
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
+
+    inst.faults().proxy_reset(true);
+    let err = connector.connect(inst.connection_name()).await.unwrap_err();
+    assert!(matches!(err, Error::Tls { .. } | Error::Dial { .. }), "{err:?}");
+    assert!(err.is_retryable());
+
+    inst.faults().proxy_reset(false);
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
+    // The failed handshake forced one refresh.
+    assert_eq!(inst.counters().calls("generateEphemeralCert"), 2);
+}
+
+#[tokio::test]
+async fn open_sessions_end_when_the_proxy_cuts_them() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let connector = env.connector();
+    let (client, connection) =
+        cloudsql::postgres::connect(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap();
+    let driver = tokio::spawn(connection);
+    client.query_one("SELECT 1", &[]).await.unwrap();
+    inst.reset_connections();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), driver)
+        .await
+        .expect("connection ended");
+    assert!(client.query_one("SELECT 1", &[]).await.is_err());
+    assert!(client.is_closed());
+}

@@ -32,6 +32,14 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/token", post(token))
         .route("/emulator/v1/counters", get(counters))
         .route("/emulator/v1/instances/{name}/faults", post(set_faults))
+        .route(
+            "/emulator/v1/instances/{name}/rotateServerCa",
+            post(rotate_server_ca),
+        )
+        .route(
+            "/emulator/v1/instances/{name}/resetConnections",
+            post(reset_connections),
+        )
         .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
         .with_state(state)
@@ -298,6 +306,26 @@ async fn set_faults(
     match state.find(&name) {
         Some(inst) => {
             inst.faults().set(faults);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => api_error(404, default_message(404)),
+    }
+}
+
+async fn rotate_server_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    match state.find(&name) {
+        Some(inst) => match inst.rotate_server_ca() {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => api_error(500, &format!("rotation failed: {e}")),
+        },
+        None => api_error(404, default_message(404)),
+    }
+}
+
+async fn reset_connections(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    match state.find(&name) {
+        Some(inst) => {
+            inst.reset_connections();
             StatusCode::NO_CONTENT.into_response()
         }
         None => api_error(404, default_message(404)),

@@ -152,3 +152,55 @@ async fn token_endpoint_refuses_unknown_grants_and_bad_refresh_tokens() {
     let body: Value = refresh.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn server_ca_rotation_over_http_lists_both_cas() {
+    let (emulator, name, token) = setup().await;
+    let instance = name.rsplit(':').next().unwrap();
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/sql/v1beta4/projects/http-project/instances/{instance}/connectSettings",
+        emulator.admin_api_url()
+    );
+    let count_certs = |body: &Value| {
+        body["serverCaCert"]["cert"]
+            .as_str()
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count()
+    };
+    let before: Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count_certs(&before), 1);
+    let rotated = http
+        .post(format!(
+            "{}/emulator/v1/instances/{name}/rotateServerCa",
+            emulator.admin_api_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 204);
+    let after: Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(count_certs(&after), 2);
+    let old = before["serverCaCert"]["cert"].as_str().unwrap();
+    assert!(
+        after["serverCaCert"]["cert"].as_str().unwrap().ends_with(old),
+        "the old CA stays trusted"
+    );
+}
