@@ -10,3 +10,11 @@ pub use cloudsql_core::{
 /// tokio-postgres, deadpool-postgres and bb8 on Cloud SQL (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use cloudsql_postgres as postgres;
+
+/// mysql_async on Cloud SQL for MySQL (feature `mysql`).
+#[cfg(feature = "mysql")]
+pub use cloudsql_mysql as mysql;
+
+/// sqlx on Cloud SQL (features `sqlx-postgres`, `sqlx-mysql`).
+#[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
+pub use cloudsql_sqlx as sqlx;

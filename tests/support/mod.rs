@@ -164,3 +164,62 @@ pub async fn wait_for_calls(instance: &Instance, method: &str, n: u64) -> u64 {
     }
     instance.counters().calls(method)
 }
+
+/// The local MariaDB/MySQL.
+pub const MYSQL: &str = "127.0.0.1:3306";
+pub const MYSQL_ADMIN: &str = "cloudsql_admin";
+pub const MYSQL_ADMIN_PASSWORD: &str = "cloudsql-mysql-admin";
+pub const MYSQL_DB: &str = "cloudsql_test";
+
+pub fn mysql_backend() -> SocketAddr {
+    MYSQL.parse().expect("valid address")
+}
+
+impl Env {
+    /// A MySQL instance named uniquely, in front of the local MariaDB.
+    pub fn mysql_config(&self) -> InstanceConfig {
+        InstanceConfig::new(
+            &format!("test-project:us-central1:{}", unique("my")),
+            "MYSQL_8_0",
+            mysql_backend(),
+        )
+    }
+}
+
+/// mysql_async options for a login on the instance (through the connector, the address is ignored).
+pub fn mysql_login(user: &str, password: Option<&str>) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .user(Some(user))
+        .pass(password)
+        .db_name(Some(MYSQL_DB))
+}
+
+/// An admin session on the local MariaDB/MySQL, directly.
+pub async fn mysql_admin() -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(3306)
+        .user(Some(MYSQL_ADMIN))
+        .pass(Some(MYSQL_ADMIN_PASSWORD))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts).await.unwrap_or_else(|e| {
+        panic!(
+            "the MariaDB/MySQL admin on {MYSQL} is not available ({e}); run `bash scripts/ensure-databases.sh` \
+             and `bash scripts/mysql-test-user.sh` (scripts/test.sh does it for you)"
+        )
+    })
+}
+
+/// Creates a MySQL user with a password and every right on the test database.
+pub async fn create_mysql_user(name: &str, password: &str) {
+    use mysql_async::prelude::Queryable;
+    let mut admin = mysql_admin().await;
+    admin
+        .query_drop(format!(
+            "CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON {MYSQL_DB}.* TO '{name}'@'%'"
+        ))
+        .await
+        .expect("user created");
+    admin.disconnect().await.expect("admin disconnects");
+}

@@ -25,6 +25,8 @@ pub(crate) struct ConnInfo {
     pub(crate) expires_at: SystemTime,
     pub(crate) tls: Arc<ClientConfig>,
     pub(crate) server_name: ServerName<'static>,
+    /// The instance accepts a metadata exchange (`CLIENT_PROTOCOL_TYPE`).
+    pub(crate) mdx_supported: bool,
 }
 
 impl fmt::Debug for ConnInfo {
@@ -128,6 +130,10 @@ impl ConnInfo {
             )));
         }
         let tls = tls::client_config(&instance, verifier, client_cert, key)?;
+        let mdx_supported = settings
+            .mdx_protocol_support
+            .iter()
+            .any(|p| p == "CLIENT_PROTOCOL_TYPE");
 
         Ok(Self {
             name: name.clone(),
@@ -137,6 +143,7 @@ impl ConnInfo {
             expires_at,
             tls,
             server_name,
+            mdx_supported,
         })
     }
 

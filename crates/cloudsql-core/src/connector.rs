@@ -15,6 +15,8 @@ use crate::admin_api::AdminClient;
 use crate::credentials::TokenSource;
 use crate::dial::{self, DialFn};
 use crate::keys::SharedKey;
+use crate::local_socket::SocketRegistry;
+use crate::mdx;
 use crate::refresh::{Background, Cache, Lazy, Refresher};
 use crate::{CloudSqlStream, DialOptions, Engine, Error, InstanceConnectionName, IpType, RefreshStrategy};
 
@@ -55,6 +57,8 @@ struct Inner {
     timeout: Duration,
     dial_fn: Option<DialFn>,
     caches: Mutex<HashMap<CacheKey, Arc<Cache>>>,
+    sockets: SocketRegistry,
+    user_agent: String,
     closed: AtomicBool,
 }
 
@@ -121,9 +125,42 @@ impl Connector {
             });
         }
         let host = info.address(options.ip_type.unwrap_or(self.inner.ip_type))?;
-        dial::dial(&info, host, self.inner.dial_fn.as_ref())
+        let mut stream = dial::dial(&info, host, self.inner.dial_fn.as_ref())
             .await
-            .inspect_err(|_| cache.force_refresh())
+            .inspect_err(|_| cache.force_refresh())?;
+        if let Some(protocol) = options.metadata_exchange.filter(|_| info.mdx_supported) {
+            mdx::exchange(&mut stream, &self.inner.user_agent, protocol)
+                .await
+                .map_err(|detail| Error::MetadataExchange {
+                    instance: name.to_string(),
+                    detail,
+                })?;
+            debug!(instance = %name, ?protocol, "metadata exchange done");
+        }
+        Ok(stream)
+    }
+
+    /// Fails with [`Error::IncompatibleDriver`] unless the instance runs `options`' engine;
+    /// warms the instance's cache either way.
+    pub(crate) async fn check_engine(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
+        let name: InstanceConnectionName = instance.parse()?;
+        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+        let timeout = options.timeout.unwrap_or(self.inner.timeout);
+        let cache = self.cache(&name, iam_authn)?;
+        let info = tokio::time::timeout(timeout, cache.conn_info())
+            .await
+            .map_err(|_| Error::Timeout {
+                instance: name.to_string(),
+                timeout,
+            })??;
+        match options.engine {
+            Some(driver) if info.engine != Some(driver) => Err(Error::IncompatibleDriver {
+                instance: name.to_string(),
+                driver,
+                database_version: info.database_version.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The engine of an instance, from its (cached or fresh) connect settings.
@@ -145,6 +182,20 @@ impl Connector {
     pub async fn close(&self) {
         self.inner.close();
         tokio::task::yield_now().await;
+    }
+
+    /// Serves `instance` on a local socket, for drivers that cannot take a stream: see
+    /// [`LocalSocketBuilder`](crate::LocalSocketBuilder).
+    pub fn local_socket(&self, instance: &str) -> crate::LocalSocketBuilder {
+        crate::LocalSocketBuilder::new(self.clone(), instance)
+    }
+
+    pub(crate) fn sockets(&self) -> &SocketRegistry {
+        &self.inner.sockets
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakConnector {
+        WeakConnector(Arc::downgrade(&self.inner))
     }
 
     /// Whether [`close`](Connector::close) was called.
@@ -188,6 +239,16 @@ impl Connector {
     }
 }
 
+/// A connector reference that does not keep it alive (held by local socket tasks).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakConnector(std::sync::Weak<Inner>);
+
+impl WeakConnector {
+    pub(crate) fn upgrade(&self) -> Option<Connector> {
+        self.0.upgrade().map(|inner| Connector { inner })
+    }
+}
+
 impl Inner {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -195,6 +256,7 @@ impl Inner {
         for cache in caches.values() {
             cache.close();
         }
+        self.sockets.shutdown_all();
     }
 }
 

@@ -28,6 +28,8 @@ mod engine;
 mod error;
 mod instance_name;
 mod keys;
+mod local_socket;
+mod mdx;
 mod options;
 mod refresh;
 mod stream;
@@ -41,5 +43,7 @@ pub use credentials::{
 pub use engine::Engine;
 pub use error::{Error, ErrorKind};
 pub use instance_name::InstanceConnectionName;
+pub use local_socket::{LocalSocket, LocalSocketBuilder};
+pub use mdx::ClientProtocol;
 pub use options::{DEFAULT_TIMEOUT, DialOptions, IpType, RefreshStrategy, SERVER_PROXY_PORT};
 pub use stream::{AsyncStream, BoxedStream, CloudSqlStream};

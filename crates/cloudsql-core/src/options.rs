@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::Engine;
+use crate::{ClientProtocol, Engine};
 
 /// How long a connect may take, refresh included, unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,6 +66,7 @@ pub struct DialOptions {
     pub(crate) iam_authn: Option<bool>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) engine: Option<Engine>,
+    pub(crate) metadata_exchange: Option<ClientProtocol>,
 }
 
 impl DialOptions {
@@ -103,6 +104,15 @@ impl DialOptions {
     #[must_use]
     pub fn engine(mut self, engine: Engine) -> Self {
         self.engine = Some(engine);
+        self
+    }
+
+    /// Report how the application reached the connector with a metadata exchange, when the
+    /// instance advertises it (`mdxProtocolSupport`). Local sockets set this for you; a plain
+    /// stream connect sends nothing unless asked.
+    #[must_use]
+    pub fn metadata_exchange(mut self, protocol: ClientProtocol) -> Self {
+        self.metadata_exchange = Some(protocol);
         self
     }
 

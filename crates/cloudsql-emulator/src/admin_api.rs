@@ -211,6 +211,9 @@ async fn connect_settings(
     if !dns_names.is_empty() {
         body["dnsNames"] = dns_names.into();
     }
+    if inst.config.mdx {
+        body["mdxProtocolSupport"] = json!(["CLIENT_PROTOCOL_TYPE"]);
+    }
     axum::Json(body).into_response()
 }
 

@@ -93,6 +93,9 @@ pub struct InstanceConfig {
     /// IAM principals that may log in with automatic IAM database authentication.
     #[serde(default)]
     pub iam_users: Vec<IamUser>,
+    /// Advertise and accept the metadata exchange (`mdxProtocolSupport: ["CLIENT_PROTOCOL_TYPE"]`).
+    #[serde(default)]
+    pub mdx: bool,
 }
 
 fn yes() -> bool {
@@ -127,6 +130,7 @@ impl InstanceConfig {
             psc: false,
             cert_lifetime: one_hour(),
             iam_users: Vec::new(),
+            mdx: false,
         }
     }
 
@@ -169,6 +173,13 @@ impl InstanceConfig {
     #[must_use]
     pub fn cert_lifetime(mut self, lifetime: Duration) -> Self {
         self.cert_lifetime = lifetime;
+        self
+    }
+
+    /// Advertises and accepts the metadata exchange.
+    #[must_use]
+    pub fn mdx(mut self, on: bool) -> Self {
+        self.mdx = on;
         self
     }
 

@@ -11,6 +11,17 @@ use crate::oauth::lock;
 pub struct Counters {
     calls: Mutex<BTreeMap<String, u64>>,
     last: Mutex<Option<RequestInfo>>,
+    mdx: Mutex<Vec<MdxRecord>>,
+}
+
+/// A metadata exchange the proxy received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MdxRecord {
+    /// The client's user agent.
+    pub user_agent: String,
+    /// TCP = 1, TLS = 2, UDS = 3.
+    pub client_protocol_type: u64,
 }
 
 /// What an Admin API call carried besides its body.
@@ -33,6 +44,15 @@ impl Counters {
     pub(crate) fn record(&self, info: RequestInfo) {
         *lock(&self.calls).entry(info.method.clone()).or_default() += 1;
         *lock(&self.last) = Some(info);
+    }
+
+    pub(crate) fn record_mdx(&self, record: MdxRecord) {
+        lock(&self.mdx).push(record);
+    }
+
+    /// Every metadata exchange the proxy received, oldest first.
+    pub fn metadata_exchanges(&self) -> Vec<MdxRecord> {
+        lock(&self.mdx).clone()
     }
 
     /// The last call's headers and principal.

@@ -39,7 +39,7 @@ mod oauth;
 mod proxy;
 
 pub use config::{CaMode, FileConfig, IamUser, InstanceConfig};
-pub use counters::{Counters, RequestInfo};
+pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
 pub use faults::{FaultState, Faults};

@@ -18,6 +18,8 @@ pub(crate) struct ConnectSettings {
     #[serde(default)]
     pub(crate) dns_names: Vec<DnsNameMapping>,
     pub(crate) backend_type: Option<String>,
+    #[serde(default)]
+    pub(crate) mdx_protocol_support: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

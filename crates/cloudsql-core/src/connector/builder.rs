@@ -184,7 +184,12 @@ impl ConnectorBuilder {
         if timeout.is_zero() {
             return Err(Error::config("timeout must be greater than zero"));
         }
-        let client = AdminClient::new(base_url, user_agent, quota_project, credentials.admin.clone())?;
+        let client = AdminClient::new(
+            base_url,
+            user_agent.clone(),
+            quota_project,
+            credentials.admin.clone(),
+        )?;
         let key = keys::shared_key();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             // Start the key now so it is ready, or nearly, by the first certificate request.
@@ -204,6 +209,8 @@ impl ConnectorBuilder {
                 timeout,
                 dial_fn: self.dial_fn,
                 caches: Mutex::new(Default::default()),
+                sockets: Default::default(),
+                user_agent,
                 closed: AtomicBool::new(false),
             }),
         })

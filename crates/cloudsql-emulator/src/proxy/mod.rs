@@ -1,7 +1,10 @@
 //! The server-side proxy: TLS 1.3 with a required client certificate from the instance's client
 //! CA, then a relay to the real backend database (through the Postgres login step for IAM users).
 
+mod mdx;
+mod mysql;
 mod postgres;
+mod prefixed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,8 +83,16 @@ async fn session<S>(instance: &Instance, client: S, issued: Issued) -> std::io::
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if instance.database_version().starts_with("POSTGRES") {
+    let mut client = prefixed::Prefixed::new(client);
+    let version = instance.database_version();
+    let mysql = version.starts_with("MYSQL");
+    if instance.config.mdx && !mdx::handle(&mut client, instance, mysql).await? {
+        return Ok(());
+    }
+    if version.starts_with("POSTGRES") {
         postgres::serve(client, instance, issued).await
+    } else if mysql {
+        mysql::serve(client, instance, issued).await
     } else {
         relay(client, instance).await
     }

@@ -1,0 +1,65 @@
+//! `MySqlConnectOptions` and `MySqlPool` that reach a Cloud SQL for MySQL instance.
+
+use cloudsql_core::{Connector, DialOptions, Engine};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+
+use crate::Error;
+
+/// Options that reach `instance` through the connector's local socket, keeping everything else
+/// in `options`. With IAM authn the user name is the part of the principal before `@`.
+pub async fn connect_options(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+) -> Result<MySqlConnectOptions, Error> {
+    connect_options_with(connector, instance, options, &DialOptions::new()).await
+}
+
+/// [`connect_options`] with per-connection options (IP type, IAM authn, timeout).
+pub async fn connect_options_with(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+    dial: &DialOptions,
+) -> Result<MySqlConnectOptions, Error> {
+    let dial = dial.clone().engine(Engine::MySql);
+    let iam_authn = dial.iam_authn_override().unwrap_or(connector.iam_authn());
+    let socket = connector
+        .local_socket(instance)
+        .unix_file("mysql.sock")
+        .options(dial)
+        .serve()
+        .await?;
+    let path = socket.path().ok_or_else(|| cloudsql_core::Error::Config {
+        message: "the local socket has no Unix path".to_owned(),
+    })?;
+    let mut options = options.socket(path).ssl_mode(MySqlSslMode::Disabled);
+    if iam_authn {
+        let user = Engine::MySql.iam_user_name(options.get_username());
+        options = options.username(&user);
+    }
+    Ok(options)
+}
+
+/// A `MySqlPool` whose every new connection goes through the connector.
+pub async fn pool(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+    pool_options: MySqlPoolOptions,
+) -> Result<MySqlPool, Error> {
+    let options = connect_options(connector, instance, options).await?;
+    Ok(pool_options.connect_with(options).await?)
+}
+
+/// A `MySqlPool` with per-connection dial options.
+pub async fn pool_with(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+    pool_options: MySqlPoolOptions,
+    dial: &DialOptions,
+) -> Result<MySqlPool, Error> {
+    let options = connect_options_with(connector, instance, options, dial).await?;
+    Ok(pool_options.connect_with(options).await?)
+}
