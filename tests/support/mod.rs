@@ -125,11 +125,15 @@ pub async fn scram_admin() -> tokio_postgres::Client {
     client
 }
 
-/// Creates a login role with a password on the password-checking cluster.
+/// Creates a login role with a password on the password-checking cluster, and a schema of its
+/// own (first on its default search path) to create tables in.
 pub async fn create_scram_role(name: &str, password: &str) {
     let admin = scram_admin().await;
     admin
-        .batch_execute(&format!("CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'"))
+        .batch_execute(&format!(
+            "CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'; \
+             CREATE SCHEMA \"{name}\" AUTHORIZATION \"{name}\""
+        ))
         .await
         .expect("role created");
 }

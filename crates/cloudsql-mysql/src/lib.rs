@@ -23,6 +23,9 @@
 //! With automatic IAM database authentication, the user is the IAM principal (the part before
 //! `@` is taken for you) and no password is sent. Connecting to an instance that is not MySQL
 //! fails with [`cloudsql_core::Error::IncompatibleDriver`] before any socket is created.
+//!
+//! Keep the [`Connector`](cloudsql_core::Connector) alive as long as the pools that use it: the
+//! local socket belongs to the connector and is removed when it is closed or dropped.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

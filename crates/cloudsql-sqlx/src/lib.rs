@@ -20,6 +20,9 @@
 //! let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
 //! # let _ = one; Ok(()) }
 //! ```
+//!
+//! Keep the [`Connector`](cloudsql_core::Connector) alive as long as the pools that use it: the
+//! local socket belongs to the connector and is removed when it is closed or dropped.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
