@@ -1,6 +1,7 @@
-//! Conformance: Google's own `cloud-sql-python-connector[pg8000]`, installed from PyPI, connects
-//! through the emulator (public IP, password login and automatic IAM authn, CAS instance) — the
-//! emulator speaks real Cloud SQL, not just our own client's idea of it.
+//! Conformance: Google's own `cloud-sql-python-connector[pg8000,pymysql]`, installed from PyPI,
+//! connects through the emulator (public IP, password login and automatic IAM authn, CAS
+//! instance; PostgreSQL and MySQL) — the emulator speaks real Cloud SQL, not just our own
+//! client's idea of it.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod support;
@@ -13,7 +14,7 @@ use support::*;
 
 /// A virtualenv kept outside the clone so reruns do not reinstall.
 const VENV: &str = "/var/tmp/cloudsql-conformance-venv";
-const PACKAGE: &str = "cloud-sql-python-connector[pg8000]";
+const PACKAGE: &str = "cloud-sql-python-connector[pg8000,pymysql]";
 
 fn python() -> PathBuf {
     Path::new(VENV).join("bin/python")
@@ -21,7 +22,7 @@ fn python() -> PathBuf {
 
 fn ensure_venv() {
     let ready = Command::new(python())
-        .args(["-c", "import google.cloud.sql.connector, pg8000"])
+        .args(["-c", "import google.cloud.sql.connector, pg8000, pymysql"])
         .status()
         .is_ok_and(|s| s.success());
     if ready {
@@ -65,6 +66,18 @@ async fn google_python_connector_connects_through_the_emulator() {
         )
         .await;
 
+    let my_iam_user = env.sa_email.split('@').next().unwrap().to_owned();
+    create_mysql_user(&my_iam_user, &backend_password).await;
+    let my_user = unique("myapp");
+    create_mysql_user(&my_user, "my-password").await;
+    let my_inst = env
+        .add(
+            env.mysql_config()
+                .ca_mode(CaMode::GoogleManagedCas)
+                .iam_user(&env.sa_email, &backend_password),
+        )
+        .await;
+
     tokio::task::spawn_blocking(ensure_venv).await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/python_connector.py");
     let mut command = tokio::process::Command::new(python());
@@ -76,6 +89,11 @@ async fn google_python_connector_connects_through_the_emulator() {
         .env("PG_USER", &app_user)
         .env("PG_PASSWORD", "app-password")
         .env("IAM_USER", &iam_user)
+        .env("CLOUDSQL_MYSQL_INSTANCE", my_inst.connection_name())
+        .env("MY_USER", &my_user)
+        .env("MY_PASSWORD", "my-password")
+        .env("MY_DB", MYSQL_DB)
+        .env("MY_IAM_USER", &my_iam_user)
         .env("NO_PROXY", "*")
         .env_remove("GOOGLE_CLOUD_PROJECT");
     let output = command.output().await.expect("python runs");
@@ -108,6 +126,22 @@ async fn google_python_connector_connects_through_the_emulator() {
         refused.contains("28000"),
         "IAM user without IAM authn must be refused: {refused}"
     );
+    assert_eq!(
+        results["mysql_password_login"],
+        serde_json::json!([format!("{my_user}@%"), 1]),
+        "{results}"
+    );
+    assert_eq!(
+        results["mysql_iam_login"],
+        serde_json::json!([format!("{my_iam_user}@%"), 1]),
+        "{results}"
+    );
+    let refused = results["mysql_iam_user_without_iam"].as_str().unwrap();
+    assert!(
+        refused.contains("1045"),
+        "MySQL IAM user without IAM authn must be refused: {refused}"
+    );
+    assert!(my_inst.counters().calls("generateEphemeralCert") >= 2);
     // The Python connector used the same two Admin API methods.
     assert!(inst.counters().calls("connectSettings") >= 2);
     assert!(inst.counters().calls("generateEphemeralCert") >= 2);

@@ -1,4 +1,4 @@
-"""Google's own Cloud SQL Python Connector (pg8000) against the cloudsql-rs emulator.
+"""Google's own Cloud SQL Python Connector (pg8000, pymysql) against the cloudsql-rs emulator.
 
 Run by tests/conformance_python.rs; prints one JSON object with what happened. Any exception
 that is not an expected refusal propagates and fails the test.
@@ -40,5 +40,22 @@ with Connector(sqladmin_api_endpoint=endpoint, ip_type=IPTypes.PUBLIC) as connec
 with Connector(sqladmin_api_endpoint=endpoint, enable_iam_auth=True) as connector:
     conn = connector.connect(instance, "pg8000", user=os.environ["IAM_USER"], db="postgres")
     results["iam_login"] = query(conn, "SELECT current_user::text, 1")
+
+mysql_instance = os.environ.get("CLOUDSQL_MYSQL_INSTANCE")
+if mysql_instance:
+    with Connector(sqladmin_api_endpoint=endpoint) as connector:
+        conn = connector.connect(
+            mysql_instance, "pymysql", user=os.environ["MY_USER"], password=os.environ["MY_PASSWORD"],
+            db=os.environ["MY_DB"],
+        )
+        results["mysql_password_login"] = query(conn, "SELECT CURRENT_USER(), 1")
+        try:
+            connector.connect(mysql_instance, "pymysql", user=os.environ["MY_IAM_USER"], db=os.environ["MY_DB"])
+            results["mysql_iam_user_without_iam"] = "connected"
+        except Exception as e:
+            results["mysql_iam_user_without_iam"] = str(e)
+    with Connector(sqladmin_api_endpoint=endpoint, enable_iam_auth=True) as connector:
+        conn = connector.connect(mysql_instance, "pymysql", user=os.environ["MY_IAM_USER"], db=os.environ["MY_DB"])
+        results["mysql_iam_login"] = query(conn, "SELECT CURRENT_USER(), 1")
 
 print(json.dumps(results))
