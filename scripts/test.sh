@@ -13,3 +13,9 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+
+# The examples the README lists must keep working.
+for example in quickstart mysql_async_pool sqlx_postgres sqlx_mysql; do
+  echo "--- cargo run --example $example"
+  cargo run --quiet --example "$example"
+done
