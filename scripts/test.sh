@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/ensure-databases.sh
+bash scripts/ensure-build-deps.sh
 bash scripts/scram-postgres.sh
 bash scripts/mysql-test-user.sh
 

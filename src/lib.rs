@@ -15,6 +15,10 @@ pub use cloudsql_postgres as postgres;
 #[cfg(feature = "mysql")]
 pub use cloudsql_mysql as mysql;
 
+/// tiberius on Cloud SQL for SQL Server (feature `mssql`).
+#[cfg(feature = "mssql")]
+pub use cloudsql_mssql as mssql;
+
 /// sqlx on Cloud SQL (features `sqlx-postgres`, `sqlx-mysql`).
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub use cloudsql_sqlx as sqlx;

@@ -96,6 +96,30 @@ pub struct InstanceConfig {
     /// Advertise and accept the metadata exchange (`mdxProtocolSupport: ["CLIENT_PROTOCOL_TYPE"]`).
     #[serde(default)]
     pub mdx: bool,
+    /// SQL Server only: answer with the built-in TDS test responder instead of relaying to
+    /// `backend` (no SQL Server runs on the test machines).
+    #[serde(default)]
+    pub tds_responder: bool,
+    /// SQL logins the TDS test responder accepts.
+    #[serde(default)]
+    pub sql_logins: Vec<SqlLogin>,
+}
+
+/// A SQL Server login (user and password) the TDS test responder accepts.
+#[derive(Clone, Deserialize)]
+pub struct SqlLogin {
+    /// The login name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SqlLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 fn yes() -> bool {
@@ -131,7 +155,31 @@ impl InstanceConfig {
             cert_lifetime: one_hour(),
             iam_users: Vec::new(),
             mdx: false,
+            tds_responder: false,
+            sql_logins: Vec::new(),
         }
+    }
+
+    /// A SQL Server 2019 instance answered by the built-in TDS test responder (see the
+    /// crate docs): log in with the logins added by [`sql_login`](Self::sql_login).
+    pub fn sql_server(connection_name: &str) -> Self {
+        let mut config = Self::new(
+            connection_name,
+            "SQLSERVER_2019_STANDARD",
+            SocketAddr::from(([127, 0, 0, 1], 1433)),
+        );
+        config.tds_responder = true;
+        config
+    }
+
+    /// Adds a SQL login to the TDS test responder.
+    #[must_use]
+    pub fn sql_login(mut self, user: &str, password: &str) -> Self {
+        self.sql_logins.push(SqlLogin {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        });
+        self
     }
 
     /// Sets the CA mode.

@@ -8,7 +8,10 @@
 //!   files that point at it, and a GCE **metadata server** (`GCE_METADATA_HOST`);
 //! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
 //!   a required client certificate, a server certificate per CA mode, then a relay to a real
-//!   database, with automatic IAM database authentication enforced for real.
+//!   database, with automatic IAM database authentication enforced for real;
+//! - for SQL Server, which cannot run on the test machines, a small **TDS test responder**
+//!   (`InstanceConfig::sql_server`): not a database, just enough of the protocol for tiberius to
+//!   log in with a SQL login, run `SELECT 1` / `SELECT @@VERSION`, and get real errors.
 //!
 //! ```no_run
 //! use cloudsql_emulator::{Emulator, InstanceConfig};
@@ -37,8 +40,9 @@ mod metadata;
 mod naming;
 mod oauth;
 mod proxy;
+mod tds_responder;
 
-pub use config::{CaMode, FileConfig, IamUser, InstanceConfig};
+pub use config::{CaMode, FileConfig, IamUser, InstanceConfig, SqlLogin};
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;

@@ -93,6 +93,14 @@ where
         postgres::serve(client, instance, issued).await
     } else if mysql {
         mysql::serve(client, instance, issued).await
+    } else if version.starts_with("SQLSERVER") && instance.config.tds_responder {
+        let logins: Vec<(String, String)> = instance
+            .config
+            .sql_logins
+            .iter()
+            .map(|l| (l.user.clone(), l.password.clone()))
+            .collect();
+        crate::tds_responder::serve(client, &logins).await
     } else {
         relay(client, instance).await
     }

@@ -1,0 +1,76 @@
+//! # cloudsql-mssql
+//!
+//! [tiberius] on Google Cloud SQL for SQL Server through the [`cloudsql_core`] connector.
+//! tiberius takes any stream, so it runs directly over the connector's TLS 1.3 stream, with TDS
+//! encryption off inside the tunnel (the tunnel is the encryption).
+//!
+//! ```no_run
+//! use tiberius::{AuthMethod, Config};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let connector = cloudsql_core::Connector::builder().build()?;
+//! let mut config = Config::new();
+//! config.authentication(AuthMethod::sql_server("sqlserver", "secret"));
+//! config.database("appdb");
+//! let mut client = cloudsql_mssql::connect(&connector, "my-project:us-central1:my-mssql", config).await?;
+//! let row = client.simple_query("SELECT 1").await?.into_row().await?;
+//! # let _ = row; Ok(()) }
+//! ```
+//!
+//! Authentication methods pass through to tiberius: SQL logins everywhere; Windows (NTLM)
+//! authentication with the `winauth` feature; Kerberos integrated authentication on Unix with
+//! the `integrated-auth-gssapi` feature (needs the system's GSSAPI library). Automatic IAM
+//! database authentication does not exist for SQL Server: a connector or connection with IAM
+//! authn on fails with [`cloudsql_core::Error::IamAuthnNotSupported`] before dialing.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "bb8")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
+pub mod bb8;
+
+use cloudsql_core::{CloudSqlStream, Connector, DialOptions, Engine};
+use tiberius::{Client, Config, EncryptionLevel};
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+pub use cloudsql_core;
+pub use tiberius;
+
+/// A tiberius client over the connector's stream.
+pub type CloudSqlClient = Client<Compat<CloudSqlStream>>;
+
+/// Connecting through the connector, or the SQL Server login after it, failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connector could not reach the instance (or IAM authn was asked for).
+    #[error("Cloud SQL connector error")]
+    Connector(#[from] cloudsql_core::Error),
+    /// SQL Server refused the login or the connection broke.
+    #[error("SQL Server error")]
+    SqlServer(#[from] tiberius::error::Error),
+}
+
+/// Connects to a Cloud SQL for SQL Server instance with the connector's defaults.
+///
+/// `config` supplies the authentication, database and application name; its host and port are
+/// ignored (the connector dials the instance) and its encryption is set to
+/// `EncryptionLevel::NotSupported` because the connector's TLS 1.3 tunnel already encrypts.
+pub async fn connect(connector: &Connector, instance: &str, config: Config) -> Result<CloudSqlClient, Error> {
+    connect_with(connector, instance, config, &DialOptions::new()).await
+}
+
+/// [`connect`] with per-connection options (IP type, timeout).
+pub async fn connect_with(
+    connector: &Connector,
+    instance: &str,
+    mut config: Config,
+    options: &DialOptions,
+) -> Result<CloudSqlClient, Error> {
+    let options = options.clone().engine(Engine::SqlServer);
+    let stream = connector.connect_with(instance, &options).await?;
+    config.encryption(EncryptionLevel::NotSupported);
+    tracing::debug!(instance, "starting TDS session over the connector stream");
+    Ok(Client::connect(config, stream.compat_write()).await?)
+}
