@@ -68,6 +68,40 @@ impl Connector {
         ConnectorBuilder::default()
     }
 
+    /// The process-wide connector with default options (Application Default Credentials,
+    /// public IP, background refresh), built on first use and shared by every caller.
+    ///
+    /// One connector per process is what you want: each connector refreshes certificates on
+    /// its own, so one connector per connection or per pool multiplies Admin API calls and
+    /// quota use. Clone the result freely. If it was closed, the next call builds a new one.
+    /// For custom options, build your connector once at startup and pass clones around (or keep
+    /// it in a `OnceLock` of your own).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), cloudsql_core::Error> {
+    /// let a = cloudsql_core::Connector::shared()?;
+    /// let b = cloudsql_core::Connector::shared()?;
+    /// assert!(a.same_as(&b));
+    /// # Ok(()) }
+    /// ```
+    pub fn shared() -> Result<Connector, Error> {
+        static SHARED: Mutex<Option<Connector>> = Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        match shared.as_ref() {
+            Some(connector) if !connector.is_closed() => Ok(connector.clone()),
+            _ => {
+                let connector = Connector::builder().build()?;
+                *shared = Some(connector.clone());
+                Ok(connector)
+            }
+        }
+    }
+
+    /// Whether two handles are clones of the same connector (sharing caches, key and sockets).
+    pub fn same_as(&self, other: &Connector) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Connects to `instance` (`project:region:instance`) with the connector's defaults.
     pub async fn connect(&self, instance: &str) -> Result<CloudSqlStream, Error> {
         self.connect_with(instance, &DialOptions::default()).await
@@ -309,6 +343,17 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, Error::Config { .. }));
+    }
+
+    #[test]
+    fn shared_returns_one_connector_until_it_is_closed() {
+        let a = Connector::shared().unwrap();
+        let b = Connector::shared().unwrap();
+        assert!(a.same_as(&b));
+        a.inner.close();
+        let c = Connector::shared().unwrap();
+        assert!(!c.same_as(&a));
+        assert!(!c.is_closed());
     }
 
     #[test]
