@@ -1,6 +1,7 @@
 //! Pool shutdown and connector close in either order: no hang, and every task the pool, the
 //! connector and the relays started has ended afterwards.
-#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+#![allow(clippy::unwrap_used)]
+// Tests fail loudly on purpose.
 // Each pool opener returns the future that closes the pool, to run in the order under test.
 #![allow(clippy::async_yields_async)]
 

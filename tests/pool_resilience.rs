@@ -6,11 +6,9 @@
 mod support;
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudsql_emulator::Instance;
 use mysql_async::prelude::*;
 use support::*;
 
@@ -18,18 +16,28 @@ const RUN: Duration = Duration::from_secs(200);
 const RESET_AT: Duration = Duration::from_secs(60);
 const CHECKOUTS: usize = 64;
 
-/// Runs rounds of `CHECKOUTS` concurrent `query` calls until `RUN` is over; cuts the instance's
-/// connections once after `RESET_AT`. Returns (rounds, failures in the reset window).
-async fn drive<Q, Fut>(label: &str, instance: Arc<Instance>, query: Q) -> (usize, usize)
+/// When the proxies cut every connection.
+#[derive(Default)]
+struct ResetClock(Mutex<Option<Instant>>);
+
+impl ResetClock {
+    fn at(&self) -> Option<Instant> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Runs rounds of `CHECKOUTS` concurrent `query` calls until `RUN` is over. Only the rounds
+/// that overlap the reset, and the first round after it, may see failures. Returns (rounds,
+/// failures in the reset window).
+async fn drive<Q, Fut>(label: &str, clock: Arc<ResetClock>, query: Q) -> (usize, usize)
 where
     Q: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     let started = Instant::now();
-    let (mut rounds, mut window_failures) = (0, 0);
-    let reset_done = AtomicBool::new(false);
-    let mut in_window = false;
+    let (mut rounds, mut window_failures, mut after_reset_rounds) = (0, 0, 0);
     while started.elapsed() < RUN {
+        let round_start = Instant::now();
         let tasks: Vec<_> = (0..CHECKOUTS).map(|_| tokio::spawn((query.clone())())).collect();
         let mut failures = Vec::new();
         for t in tasks {
@@ -37,9 +45,16 @@ where
                 failures.push(e);
             }
         }
+        let in_window = match clock.at() {
+            Some(reset) if round_start <= reset => true,
+            Some(_) => {
+                after_reset_rounds += 1;
+                after_reset_rounds == 1
+            }
+            None => false,
+        };
         if in_window {
-            window_failures = failures.len();
-            in_window = false;
+            window_failures += failures.len();
         } else {
             assert!(
                 failures.is_empty(),
@@ -50,13 +65,12 @@ where
             );
         }
         rounds += 1;
-        if started.elapsed() >= RESET_AT && !reset_done.swap(true, Ordering::SeqCst) {
-            instance.reset_connections();
-            in_window = true;
-        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    assert!(reset_done.load(Ordering::SeqCst));
+    assert!(
+        after_reset_rounds > 10,
+        "{label}: the run went on well past the reset"
+    );
     (rounds, window_failures)
 }
 
@@ -141,8 +155,21 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
         .await
         .unwrap();
 
+    let clock = Arc::new(ResetClock::default());
+    let coordinator = {
+        let (clock, instances) = (clock.clone(), [pg.clone(), my.clone(), ms.clone()]);
+        tokio::spawn(async move {
+            tokio::time::sleep(RESET_AT).await;
+            let before: Vec<u64> = instances.iter().map(|i| i.counters().connections()).collect();
+            for instance in &instances {
+                instance.reset_connections();
+            }
+            *clock.0.lock().unwrap() = Some(Instant::now());
+            before
+        })
+    };
     let results = tokio::join!(
-        drive("deadpool-postgres", pg.clone(), move || {
+        drive("deadpool-postgres", clock.clone(), move || {
             let pool = deadpool.clone();
             async move {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
@@ -153,7 +180,7 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
                 Ok(())
             }
         }),
-        drive("bb8 tokio-postgres", pg.clone(), move || {
+        drive("bb8 tokio-postgres", clock.clone(), move || {
             let pool = bb8_pg.clone();
             async move {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
@@ -164,7 +191,7 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
                 Ok(())
             }
         }),
-        drive("mysql_async Pool", my.clone(), move || {
+        drive("mysql_async Pool", clock.clone(), move || {
             let pool = mysql_pool.clone();
             async move {
                 let mut conn = pool.get_conn().await.map_err(|e| e.to_string())?;
@@ -172,7 +199,7 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
                 Ok(())
             }
         }),
-        drive("sqlx PgPool", pg.clone(), move || {
+        drive("sqlx PgPool", clock.clone(), move || {
             let pool = sqlx_pg.clone();
             async move {
                 let _: i32 = sqlx::query_scalar("SELECT 1")
@@ -182,7 +209,7 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
                 Ok(())
             }
         }),
-        drive("sqlx MySqlPool", my.clone(), move || {
+        drive("sqlx MySqlPool", clock.clone(), move || {
             let pool = sqlx_my.clone();
             async move {
                 let _: i64 = sqlx::query_scalar("SELECT 1")
@@ -192,7 +219,7 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
                 Ok(())
             }
         }),
-        drive("bb8 tiberius", ms.clone(), move || {
+        drive("bb8 tiberius", clock.clone(), move || {
             let pool = bb8_ms.clone();
             async move {
                 let mut client = pool.get().await.map_err(|e| e.to_string())?;
@@ -211,10 +238,15 @@ async fn every_pool_recovers_from_a_proxy_reset_with_three_minute_certificates()
     for (rounds, _) in all {
         assert!(rounds >= 40, "{rounds} rounds");
     }
-    for inst in [&pg, &my, &ms] {
+    let before_reset = coordinator.await.unwrap();
+    for (inst, before) in [&pg, &my, &ms].into_iter().zip(before_reset) {
         assert!(
             inst.counters().calls("generateEphemeralCert") >= 2,
             "certificates were refreshed"
+        );
+        assert!(
+            inst.counters().connections() > before,
+            "pools dialed again after the reset"
         );
     }
     println!("window failures per pool: {:?}", all.map(|(_, f)| f));

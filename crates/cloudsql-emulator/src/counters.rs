@@ -12,6 +12,7 @@ pub struct Counters {
     calls: Mutex<BTreeMap<String, u64>>,
     last: Mutex<Option<RequestInfo>>,
     mdx: Mutex<Vec<MdxRecord>>,
+    connections: std::sync::atomic::AtomicU64,
 }
 
 /// A metadata exchange the proxy received.
@@ -44,6 +45,16 @@ impl Counters {
     pub(crate) fn record(&self, info: RequestInfo) {
         *lock(&self.calls).entry(info.method.clone()).or_default() += 1;
         *lock(&self.last) = Some(info);
+    }
+
+    pub(crate) fn record_connection(&self) {
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Client connections the server-side proxy accepted (TLS handshake completed) so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn record_mdx(&self, record: MdxRecord) {

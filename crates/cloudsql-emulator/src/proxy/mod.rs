@@ -62,6 +62,7 @@ async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
         }
         Err(_) => return,
     };
+    instance.counters().record_connection();
     let issued = tls
         .get_ref()
         .1
