@@ -14,6 +14,7 @@ pub use builder::ConnectorBuilder;
 use crate::admin_api::AdminClient;
 use crate::credentials::TokenSource;
 use crate::dial::{self, DialFn};
+use crate::dns_name::{self, NameResolver};
 use crate::keys::SharedKey;
 use crate::local_socket::SocketRegistry;
 use crate::mdx;
@@ -58,6 +59,7 @@ struct Inner {
     dial_fn: Option<DialFn>,
     caches: Mutex<HashMap<CacheKey, Arc<Cache>>>,
     sockets: SocketRegistry,
+    names: NameResolver,
     user_agent: String,
     closed: AtomicBool,
 }
@@ -102,7 +104,12 @@ impl Connector {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Connects to `instance` (`project:region:instance`) with the connector's defaults.
+    /// Connects to `instance` with the connector's defaults.
+    ///
+    /// `instance` is a connection name (`project:region:instance`) or a DNS name standing for
+    /// one: a name with a TXT record holding the connection name, or one of Cloud SQL's own
+    /// `<label>.<label>.<region>.sql.goog` names (resolved with the Admin API's
+    /// `resolveConnectSettings` when it has no TXT record). Resolved names are reused for 30 s.
     pub async fn connect(&self, instance: &str) -> Result<CloudSqlStream, Error> {
         self.connect_with(instance, &DialOptions::default()).await
     }
@@ -112,18 +119,32 @@ impl Connector {
     /// Returns a stream past the TLS handshake, within the timeout. A failed dial or handshake
     /// makes the next connect wait for fresh instance data.
     pub async fn connect_with(&self, instance: &str, options: &DialOptions) -> Result<CloudSqlStream, Error> {
-        let name: InstanceConnectionName = instance.parse()?;
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
-        let span = debug_span!("connect", instance = %name);
-        match tokio::time::timeout(timeout, self.connect_inner(&name, options))
-            .instrument(span)
-            .await
-        {
-            Ok(result) => result.inspect_err(|e| debug!(instance = %name, error = %e, "connect failed")),
+        let span = debug_span!("connect", instance = %instance);
+        let connect = async {
+            let name = self.instance_name(instance).await?;
+            self.connect_inner(&name, options).await
+        };
+        match tokio::time::timeout(timeout, connect).instrument(span).await {
+            Ok(result) => result.inspect_err(|e| debug!(instance, error = %e, "connect failed")),
             Err(_) => Err(Error::Timeout {
-                instance: name.to_string(),
+                instance: instance.to_owned(),
                 timeout,
             }),
+        }
+    }
+
+    /// Parses a connection name, or resolves a DNS name standing for one.
+    pub(crate) async fn instance_name(&self, input: &str) -> Result<InstanceConnectionName, Error> {
+        match input.parse::<InstanceConnectionName>() {
+            Ok(name) => Ok(name),
+            Err(_) if dns_name::looks_like_dns_name(input) => {
+                if self.is_closed() {
+                    return Err(Error::Closed);
+                }
+                self.inner.names.resolve(input, &self.inner.client).await
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -177,7 +198,7 @@ impl Connector {
     /// Fails with [`Error::IncompatibleDriver`] unless the instance runs `options`' engine;
     /// warms the instance's cache either way.
     pub(crate) async fn check_engine(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
-        let name: InstanceConnectionName = instance.parse()?;
+        let name = self.instance_name(instance).await?;
         let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let cache = self.cache(&name, iam_authn)?;
@@ -201,7 +222,7 @@ impl Connector {
     ///
     /// Driver crates use [`DialOptions::engine`] instead, which refuses a mismatch before dialing.
     pub async fn engine(&self, instance: &str) -> Result<Option<Engine>, Error> {
-        let name: InstanceConnectionName = instance.parse()?;
+        let name = self.instance_name(instance).await?;
         let cache = self.cache(&name, self.inner.iam_authn)?;
         Ok(cache.conn_info().await?.engine)
     }

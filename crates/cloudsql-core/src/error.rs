@@ -19,7 +19,8 @@ pub enum Error {
     /// The instance connection name is malformed.
     #[error(
         "invalid instance connection name `{input}`: must have format PROJECT:REGION:INSTANCE \
-         (or DOMAIN:PROJECT:REGION:INSTANCE for legacy domain-scoped projects), every part non-empty"
+         (or DOMAIN:PROJECT:REGION:INSTANCE for legacy domain-scoped projects), every part non-empty, \
+         or be a DNS name whose TXT record holds one"
     )]
     InvalidInstanceName {
         /// The input as given.
@@ -176,6 +177,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// A DNS name given as the instance could not be resolved to a connection name.
+    #[error("cannot resolve `{name}` to a Cloud SQL instance: {detail}")]
+    DnsResolution {
+        /// The DNS name as given.
+        name: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
+
     /// Connecting took longer than the configured timeout.
     #[error(
         "connecting to instance `{instance}` timed out after {timeout:?}; raise the timeout or check the network path"
@@ -229,7 +239,8 @@ impl Error {
             | Error::AdminApi { .. }
             | Error::AdminApiUnreachable { .. }
             | Error::AdminApiResponse { .. }
-            | Error::InvalidCertificate { .. } => ErrorKind::Refresh,
+            | Error::InvalidCertificate { .. }
+            | Error::DnsResolution { .. } => ErrorKind::Refresh,
             Error::Dial { .. }
             | Error::Tls { .. }
             | Error::MetadataExchange { .. }

@@ -24,6 +24,7 @@ mod conn_info;
 mod connector;
 mod credentials;
 mod dial;
+mod dns_name;
 mod engine;
 mod error;
 mod instance_name;

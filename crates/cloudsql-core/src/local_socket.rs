@@ -136,8 +136,8 @@ impl LocalSocketBuilder {
         if self.options.engine.is_some() {
             self.connector.check_engine(&self.instance, &self.options).await?;
         } else {
-            // Validate the name early; the first connection would fail anyway.
-            self.instance.parse::<crate::InstanceConnectionName>()?;
+            // Validate (or resolve) the name early; the first connection would fail anyway.
+            self.connector.instance_name(&self.instance).await?;
         }
         let (listener, endpoint, protocol) = match &self.listen {
             Listen::Tcp(addr) => {

@@ -29,6 +29,10 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             "/sql/{version}/projects/{project}/instances/{action}",
             post(instance_action),
         )
+        .route(
+            "/sql/{version}/locations/{region}/dns/{action}",
+            get(resolve_connect_settings),
+        )
         .route("/token", post(token))
         .route("/emulator/v1/counters", get(counters))
         .route("/emulator/v1/instances/{name}/faults", post(set_faults))
@@ -332,5 +336,39 @@ async fn reset_connections(AxState(state): AxState<Arc<State>>, Path(name): Path
             StatusCode::NO_CONTENT.into_response()
         }
         None => api_error(404, default_message(404)),
+    }
+}
+
+/// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings`.
+async fn resolve_connect_settings(
+    AxState(state): AxState<Arc<State>>,
+    Path((version, region, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if version != "v1beta4" && version != "v1" {
+        return api_error(404, "The requested URL was not found on this server.");
+    }
+    let Some(dns_name) = action.strip_suffix(":resolveConnectSettings") else {
+        return api_error(404, "The requested URL was not found on this server.");
+    };
+    if let Err(response) = authorize(&state, &headers) {
+        return response;
+    }
+    match state.by_dns_name(dns_name) {
+        Some(inst) if inst.region == region => {
+            inst.counters().record(RequestInfo {
+                method: "resolveConnectSettings".to_owned(),
+                ..RequestInfo::default()
+            });
+            axum::Json(json!({
+                "kind": "sql#resolveConnectSettingsResponse",
+                "connectionName": inst.connection_name(),
+            }))
+            .into_response()
+        }
+        _ => api_error(
+            404,
+            &format!("No Cloud SQL instance has the DNS name {dns_name} in region {region}."),
+        ),
     }
 }

@@ -18,6 +18,7 @@ use crate::oauth::OAuth;
 pub(crate) struct State {
     pub(crate) oauth: OAuth,
     pub(crate) metadata_principal: std::sync::Mutex<Option<String>>,
+    pub(crate) zone: Arc<crate::dns::Zone>,
     instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
 }
 
@@ -35,6 +36,14 @@ impl State {
         self.lookup(&project, &instance)
     }
 
+    /// The instance whose DNS name (CAS or PSC) is `dns_name`.
+    pub(crate) fn by_dns_name(&self, dns_name: &str) -> Option<Arc<Instance>> {
+        let wanted = dns_name.trim_end_matches('.').to_ascii_lowercase();
+        self.all_instances()
+            .into_iter()
+            .find(|i| i.dns_names().iter().any(|d| d.eq_ignore_ascii_case(&wanted)))
+    }
+
     pub(crate) fn all_instances(&self) -> Vec<Arc<Instance>> {
         self.instances
             .read()
@@ -49,6 +58,7 @@ impl State {
 pub struct Emulator {
     state: Arc<State>,
     addr: SocketAddr,
+    dns_addr: SocketAddr,
     shutdown: CancellationToken,
 }
 
@@ -75,9 +85,11 @@ impl Emulator {
         let state = Arc::new(State {
             oauth: OAuth::new(format!("http://{addr}/token")),
             metadata_principal: std::sync::Mutex::new(None),
+            zone: Arc::default(),
             instances: RwLock::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
+        let dns_addr = crate::dns::serve(state.zone.clone(), shutdown.clone()).await?;
         let router = crate::admin_api::router(state.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -88,6 +100,7 @@ impl Emulator {
         Ok(Self {
             state,
             addr,
+            dns_addr,
             shutdown,
         })
     }
@@ -168,6 +181,26 @@ impl Emulator {
     /// The value for `GCE_METADATA_HOST` (`127.0.0.1:PORT`).
     pub fn metadata_host(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// The DNS server (UDP on 127.0.0.1), for `ConnectorBuilder::dns_nameserver`.
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.dns_addr
+    }
+
+    /// Adds a TXT record (a name standing for `project:region:instance`, or anything else).
+    pub fn add_txt_record(&self, name: &str, value: &str) {
+        self.state.zone.add_txt(name, value);
+    }
+
+    /// Makes `name` a CNAME for `target`, replacing its other records.
+    pub fn set_cname_record(&self, name: &str, target: &str) {
+        self.state.zone.set_cname(name, target);
+    }
+
+    /// Removes every record of `name`.
+    pub fn remove_dns_records(&self, name: &str) {
+        self.state.zone.remove(name);
     }
 
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).

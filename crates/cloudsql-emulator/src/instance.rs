@@ -168,9 +168,10 @@ impl Instance {
         listeners.extend(private);
         listeners.extend(psc);
 
-        let id = hex(&rand::random::<[u8; 6]>());
-        let dns_name = (config.ca_mode != CaMode::Legacy).then(|| format!("{id}.{region}.sql.goog"));
-        let psc_dns_name = config.psc.then(|| format!("{id}.{region}.sql-psc.goog"));
+        // Cloud SQL's names: <label>.<label>.<region>.sql.goog (sql-psc.goog for PSC).
+        let (id, zone) = (hex(&rand::random::<[u8; 6]>()), hex(&rand::random::<[u8; 4]>()));
+        let dns_name = (config.ca_mode != CaMode::Legacy).then(|| format!("{id}.{zone}.{region}.sql.goog"));
+        let psc_dns_name = config.psc.then(|| format!("{id}.{zone}.{region}.sql-psc.goog"));
 
         let client_ca = Ca::root(&format!("Google Cloud SQL Client CA {name}"))?;
         let mut roots = rustls::RootCertStore::empty();

@@ -5,7 +5,8 @@
 //! - the **Admin API** (`connectSettings`, `generateEphemeralCert`, under `v1beta4` and `v1`)
 //!   on loopback HTTP, with Google-shaped errors and a bearer-token check;
 //! - an **OAuth2 token endpoint** (JWT-bearer and refresh-token grants) and the credentials
-//!   files that point at it, and a GCE **metadata server** (`GCE_METADATA_HOST`);
+//!   files that point at it, a GCE **metadata server** (`GCE_METADATA_HOST`), and a small
+//!   **DNS server** for instance DNS names (TXT and CNAME records);
 //! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
 //!   a required client certificate, a server certificate per CA mode, then a relay to a real
 //!   database, with automatic IAM database authentication enforced for real;
@@ -33,6 +34,7 @@ mod admin_api;
 mod ca;
 mod config;
 mod counters;
+mod dns;
 mod emulator;
 mod faults;
 mod instance;

@@ -78,6 +78,18 @@ impl AdminClient {
             .await
     }
 
+    /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings` → the connection name.
+    pub(crate) async fn resolve_connect_settings(&self, region: &str, fqdn: &str) -> Result<String, Error> {
+        let url = format!(
+            "{}/sql/v1beta4/locations/{region}/dns/{fqdn}:resolveConnectSettings",
+            self.base_url
+        );
+        let response: wire::ResolveConnectSettings = self
+            .call_for(fqdn, "resolveConnectSettings", || self.http.get(&url))
+            .await?;
+        Ok(response.connection_name)
+    }
+
     fn headers(&self, token: &AccessToken) -> Result<HeaderMap, Error> {
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.secret()))
@@ -104,7 +116,17 @@ impl AdminClient {
         method: &'static str,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, Error> {
-        let instance = name.to_string();
+        self.call_for(&name.to_string(), method, request).await
+    }
+
+    /// [`call`](Self::call) for a request about `instance` (a connection or DNS name).
+    async fn call_for<T: DeserializeOwned>(
+        &self,
+        instance: &str,
+        method: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
+        let instance = instance.to_owned();
         let token = self
             .token_source
             .token()

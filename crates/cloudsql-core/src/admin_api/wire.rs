@@ -70,3 +70,10 @@ pub(crate) struct ErrorDetail {
     pub(crate) message: Option<String>,
     pub(crate) status: Option<String>,
 }
+
+/// `GET …/dns/{name}:resolveConnectSettings` response body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ResolveConnectSettings {
+    pub(crate) connection_name: String,
+}

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use super::{Connector, Inner};
 use crate::admin_api::AdminClient;
 use crate::credentials::Credentials;
 use crate::dial::DialFn;
+use crate::dns_name::NameResolver;
 use crate::keys;
 use crate::stream::AsyncStream;
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
@@ -51,6 +53,7 @@ pub struct ConnectorBuilder {
     admin_api_endpoint: Option<String>,
     user_agent: Option<String>,
     dial_fn: Option<DialFn>,
+    dns_nameserver: Option<SocketAddr>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -66,6 +69,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("admin_api_endpoint", &self.admin_api_endpoint)
             .field("user_agent", &self.user_agent)
             .field("dial_fn", &self.dial_fn)
+            .field("dns_nameserver", &self.dns_nameserver)
             .finish()
     }
 }
@@ -146,6 +150,13 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Resolves instance DNS names with this name server (UDP and TCP) instead of the system's
+    /// resolver configuration: for split-horizon DNS, or a test DNS server.
+    pub fn dns_nameserver(mut self, addr: SocketAddr) -> Self {
+        self.dns_nameserver = Some(addr);
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -210,6 +221,7 @@ impl ConnectorBuilder {
                 dial_fn: self.dial_fn,
                 caches: Mutex::new(Default::default()),
                 sockets: Default::default(),
+                names: NameResolver::new(self.dns_nameserver),
                 user_agent,
                 closed: AtomicBool::new(false),
             }),
