@@ -167,6 +167,18 @@ impl ConnInfo {
             })
     }
 
+    /// Fails with [`Error::IncompatibleDriver`] unless the instance runs the driver's engine.
+    pub(crate) fn check_driver(&self, driver: Option<Engine>) -> Result<(), Error> {
+        match driver {
+            Some(driver) if self.engine != Some(driver) => Err(Error::IncompatibleDriver {
+                instance: self.name.to_string(),
+                driver,
+                database_version: self.database_version.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Time left before the client certificate expires.
     pub(crate) fn remaining(&self, now: SystemTime) -> Duration {
         self.expires_at.duration_since(now).unwrap_or_default()

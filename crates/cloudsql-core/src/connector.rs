@@ -164,15 +164,7 @@ impl Connector {
                 return Err(if self.is_closed() { Error::Closed } else { error });
             }
         };
-        if let Some(driver) = options.engine
-            && info.engine != Some(driver)
-        {
-            return Err(Error::IncompatibleDriver {
-                instance: name.to_string(),
-                driver,
-                database_version: info.database_version.clone(),
-            });
-        }
+        info.check_driver(options.engine)?;
         if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
             return Err(Error::IamAuthnNotSupported {
                 instance: name.to_string(),
@@ -208,14 +200,7 @@ impl Connector {
                 instance: name.to_string(),
                 timeout,
             })??;
-        match options.engine {
-            Some(driver) if info.engine != Some(driver) => Err(Error::IncompatibleDriver {
-                instance: name.to_string(),
-                driver,
-                database_version: info.database_version.clone(),
-            }),
-            _ => Ok(()),
-        }
+        info.check_driver(options.engine)
     }
 
     /// The engine of an instance, from its (cached or fresh) connect settings.
