@@ -92,8 +92,15 @@ async fn persistent_server_errors_give_up_with_a_retryable_error() {
         inst.counters().calls("connectSettings"),
         inst.counters().calls("generateEphemeralCert"),
     );
-    assert_eq!(settings.max(certs), 5, "bounded retries: {settings} and {certs} attempts");
-    assert!(settings.min(certs) >= 3, "both calls were retried: {settings} and {certs} attempts");
+    assert_eq!(
+        settings.max(certs),
+        5,
+        "bounded retries: {settings} and {certs} attempts"
+    );
+    assert!(
+        settings.min(certs) >= 3,
+        "both calls were retried: {settings} and {certs} attempts"
+    );
 }
 
 #[tokio::test]
