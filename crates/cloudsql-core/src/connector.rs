@@ -130,6 +130,8 @@ impl Connector {
             Err(_) => Err(Error::Timeout {
                 instance: instance.to_owned(),
                 timeout,
+                stage: crate::ConnectStage::Refreshing,
+                last_error: None,
             }),
         }
     }
@@ -199,6 +201,8 @@ impl Connector {
             .map_err(|_| Error::Timeout {
                 instance: name.to_string(),
                 timeout,
+                stage: crate::ConnectStage::Refreshing,
+                last_error: None,
             })??;
         info.check_driver(options.engine)
     }

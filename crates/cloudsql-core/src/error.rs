@@ -187,19 +187,68 @@ pub enum Error {
     },
 
     /// Connecting took longer than the configured timeout.
-    #[error(
-        "connecting to instance `{instance}` timed out after {timeout:?}; raise the timeout or check the network path"
-    )]
+    ///
+    /// `stage` says what the connect was doing when time ran out; when it was waiting for
+    /// instance data and an earlier refresh had failed, that failure is the source.
+    #[error("connecting to instance `{instance}` timed out after {timeout:?} while {stage}; {hint}", hint = stage.hint())]
     Timeout {
-        /// The instance connection name.
+        /// The instance connection name (or the DNS name being resolved).
         instance: String,
         /// The timeout that elapsed.
         timeout: Duration,
+        /// What the connect was waiting for.
+        stage: ConnectStage,
+        /// The last refresh failure for this instance, when the connect was waiting for a refresh.
+        #[source]
+        last_error: Option<Source>,
     },
 
     /// The connector was closed; no more connections can be made with it.
     #[error("the connector is closed; build a new Connector to connect again")]
     Closed,
+}
+
+/// What a connect was doing when its timeout elapsed (see [`Error::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectStage {
+    /// Resolving a DNS name to an instance connection name.
+    ResolvingName,
+    /// Waiting for instance data (connect settings and a client certificate) from the Admin API.
+    Refreshing,
+    /// Opening the TCP connection to the server-side proxy.
+    Dialing,
+    /// Running the TLS 1.3 handshake with the server-side proxy.
+    Handshake,
+    /// Running the metadata exchange with the server-side proxy.
+    MetadataExchange,
+}
+
+impl ConnectStage {
+    fn hint(self) -> &'static str {
+        match self {
+            ConnectStage::ResolvingName => "check the DNS server or raise the timeout",
+            ConnectStage::Refreshing => {
+                "the Cloud SQL Admin API is slow or failing; the refresh goes on in the background, \
+                 so a later connect can succeed — raise the timeout or retry"
+            }
+            ConnectStage::Dialing | ConnectStage::Handshake | ConnectStage::MetadataExchange => {
+                "check the network path to the instance (firewall, IP type) or raise the timeout"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectStage::ResolvingName => "resolving the instance's DNS name",
+            ConnectStage::Refreshing => "waiting for instance data from the Cloud SQL Admin API",
+            ConnectStage::Dialing => "opening a TCP connection to the server-side proxy",
+            ConnectStage::Handshake => "running the TLS handshake with the server-side proxy",
+            ConnectStage::MetadataExchange => "running the metadata exchange with the server-side proxy",
+        })
+    }
 }
 
 /// Broad classes of [`Error`], telling callers whether retrying can help.

@@ -42,7 +42,7 @@ pub use credentials::{
     ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource,
 };
 pub use engine::Engine;
-pub use error::{Error, ErrorKind};
+pub use error::{ConnectStage, Error, ErrorKind};
 pub use instance_name::InstanceConnectionName;
 pub use local_socket::{LocalSocket, LocalSocketBuilder};
 pub use mdx::ClientProtocol;

@@ -3,6 +3,8 @@
 mod retry;
 pub(crate) mod wire;
 
+pub(crate) use retry::Attempts;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +49,7 @@ impl AdminClient {
     pub(crate) async fn connect_settings(
         &self,
         name: &InstanceConnectionName,
+        attempts: Attempts,
     ) -> Result<wire::ConnectSettings, Error> {
         let url = format!(
             "{}/sql/v1beta4/projects/{}/instances/{}/connectSettings",
@@ -54,7 +57,8 @@ impl AdminClient {
             name.project(),
             name.instance()
         );
-        self.call(name, "connectSettings", || self.http.get(&url)).await
+        self.call(name, "connectSettings", attempts, || self.http.get(&url))
+            .await
     }
 
     /// `POST …:generateEphemeralCert`, with the IAM login token when automatic IAM authn is on.
@@ -63,6 +67,7 @@ impl AdminClient {
         name: &InstanceConnectionName,
         public_key_pem: &str,
         login_token: Option<&AccessToken>,
+        attempts: Attempts,
     ) -> Result<wire::GenerateEphemeralCertResponse, Error> {
         let url = format!(
             "{}/sql/v1beta4/projects/{}/instances/{}:generateEphemeralCert",
@@ -74,7 +79,9 @@ impl AdminClient {
             public_key: public_key_pem,
             access_token: login_token.map(AccessToken::secret),
         };
-        self.call(name, "generateEphemeralCert", || self.http.post(&url).json(&body))
+        self.call(name, "generateEphemeralCert", attempts, || {
+            self.http.post(&url).json(&body)
+        })
             .await
     }
 
@@ -85,7 +92,7 @@ impl AdminClient {
             self.base_url
         );
         let response: wire::ResolveConnectSettings = self
-            .call_for(fqdn, "resolveConnectSettings", || self.http.get(&url))
+            .call_for(fqdn, "resolveConnectSettings", Attempts::Full, || self.http.get(&url))
             .await?;
         Ok(response.connection_name)
     }
@@ -109,14 +116,16 @@ impl AdminClient {
         Ok(headers)
     }
 
-    /// Sends a request, retrying 5xx, 429 and connection errors with jittered backoff.
+    /// Sends a request, retrying 5xx, 429 and connection errors with jittered backoff as far as
+    /// `attempts` allows.
     async fn call<T: DeserializeOwned>(
         &self,
         name: &InstanceConnectionName,
         method: &'static str,
+        attempts: Attempts,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, Error> {
-        self.call_for(&name.to_string(), method, request).await
+        self.call_for(&name.to_string(), method, attempts, request).await
     }
 
     /// [`call`](Self::call) for a request about `instance` (a connection or DNS name).
@@ -124,6 +133,7 @@ impl AdminClient {
         &self,
         instance: &str,
         method: &'static str,
+        attempts: Attempts,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, Error> {
         let instance = instance.to_owned();
@@ -178,7 +188,7 @@ impl AdminClient {
                     source: Arc::new(e),
                 },
             };
-            if attempt >= retry::MAX_ATTEMPTS {
+            if attempt >= attempts.max() {
                 return Err(error);
             }
             let pause = retry::backoff(attempt - 1, 0.5 + rand::random::<f64>());

@@ -2,8 +2,28 @@
 
 use std::time::Duration;
 
-/// How many attempts a call gets in all (the first plus retries).
-pub(crate) const MAX_ATTEMPTS: u32 = 5;
+/// How many attempts a call gets in all (the first plus retries) when nothing valid is cached.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// How hard one Admin API call tries before it reports failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempts {
+    /// Up to five tries with backoff: nothing valid is cached, a caller is waiting.
+    Full,
+    /// One try: a still-valid certificate is served meanwhile and the refresh limiter paces the
+    /// next attempt, so in-call retries would only multiply calls during an outage.
+    Single,
+}
+
+impl Attempts {
+    /// The number of tries in all.
+    pub(crate) fn max(self) -> u32 {
+        match self {
+            Attempts::Full => MAX_ATTEMPTS,
+            Attempts::Single => 1,
+        }
+    }
+}
 const BASE: Duration = Duration::from_millis(200);
 const CAP: Duration = Duration::from_secs(5);
 

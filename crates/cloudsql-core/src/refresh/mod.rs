@@ -47,12 +47,17 @@ impl Refresher {
                 let key = self.key.clone().await?;
                 let response = self
                     .client
-                    .generate_ephemeral_cert(&self.name, key.public_key_pem(), login_token.as_ref())
+                    .generate_ephemeral_cert(
+                        &self.name,
+                        key.public_key_pem(),
+                        login_token.as_ref(),
+                        crate::admin_api::Attempts::Full,
+                    )
                     .await?;
                 Ok::<_, Error>((key, response, login_token.and_then(|t| t.expires_at())))
             };
             let (settings, (key, cert, token_expiry)) =
-                tokio::try_join!(self.client.connect_settings(&self.name), cert)?;
+                tokio::try_join!(self.client.connect_settings(&self.name, crate::admin_api::Attempts::Full), cert)?;
             let info = ConnInfo::new(
                 &self.name,
                 settings,
