@@ -74,13 +74,18 @@ async fn server_ca_rotation_is_picked_up_after_one_failed_handshake() {
         // The cached CA no longer matches: the handshake fails and forces a refresh...
         let first = connector.connect(inst.connection_name()).await;
         assert!(matches!(first, Err(Error::Tls { .. })), "{mode:?}: {first:?}");
-        // ...after which the new CA is trusted.
-        assert_eq!(
-            select_one(&connector, inst.connection_name(), &trust_login())
-                .await
-                .unwrap(),
-            1
-        );
+        // ...in the background (the still-valid certificate keeps being served meanwhile), after
+        // which the new CA is trusted.
+        assert_eq!(wait_for_calls(&inst, "connectSettings", before + 1).await, before + 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let result = loop {
+            let result = select_one(&connector, inst.connection_name(), &trust_login()).await;
+            if result.is_ok() || std::time::Instant::now() > deadline {
+                break result;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(result.unwrap(), 1, "{mode:?}");
         assert_eq!(inst.counters().calls("connectSettings"), before + 1, "{mode:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! `Connector`: the per-instance cache map, `connect` / `connect_with`, and `close`.
 
 pub(crate) mod builder;
+mod stage;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tracing::{Instrument, debug, debug_span};
 
 pub use builder::ConnectorBuilder;
+pub(crate) use stage::StageCell;
 
 use crate::admin_api::AdminClient;
 use crate::credentials::TokenSource;
@@ -18,7 +20,8 @@ use crate::dns_name::{self, NameResolver};
 use crate::keys::SharedKey;
 use crate::local_socket::SocketRegistry;
 use crate::mdx;
-use crate::refresh::{Background, Cache, Lazy, Refresher};
+use crate::error::ConnectStage;
+use crate::refresh::{Cache, ForceReason, Refresher};
 use crate::{CloudSqlStream, DialOptions, Engine, Error, InstanceConnectionName, IpType, RefreshStrategy};
 
 type CacheKey = (InstanceConnectionName, bool);
@@ -116,24 +119,56 @@ impl Connector {
 
     /// Connects to `instance` with per-connection options.
     ///
-    /// Returns a stream past the TLS handshake, within the timeout. A failed dial or handshake
-    /// makes the next connect wait for fresh instance data.
+    /// Returns a stream past the TLS handshake, within the timeout. While the instance's
+    /// certificate is valid it is used at once, even when the Admin API is failing; a connect
+    /// waits for the Admin API only when nothing valid is cached. A failed dial or handshake
+    /// starts a refresh in the background without making later connects wait.
+    ///
+    /// A timeout is reported as [`Error::Timeout`] naming the stage that ran out of time, with
+    /// the last refresh failure as its source when it was waiting for one.
     pub async fn connect_with(&self, instance: &str, options: &DialOptions) -> Result<CloudSqlStream, Error> {
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let span = debug_span!("connect", instance = %instance);
+        let stage = StageCell::new(ConnectStage::ResolvingName);
+        let cache = std::sync::OnceLock::new();
         let connect = async {
             let name = self.instance_name(instance).await?;
-            self.connect_inner(&name, options).await
+            self.connect_inner(&name, options, &stage, &cache).await
         };
         match tokio::time::timeout(timeout, connect).instrument(span).await {
             Ok(result) => result.inspect_err(|e| debug!(instance, error = %e, "connect failed")),
-            Err(_) => Err(Error::Timeout {
-                instance: instance.to_owned(),
-                timeout,
-                stage: crate::ConnectStage::Refreshing,
-                last_error: None,
-            }),
+            Err(_) => Err(timed_out(instance, timeout, &stage, cache.get())),
         }
+    }
+
+    /// Starts a refresh of `instance`'s certificate and connect settings in the background,
+    /// for when a connection made with them failed in a way the connector could not see
+    /// (a driver's login failing after the TLS handshake, say). Drivers built on this crate call
+    /// it for you.
+    ///
+    /// It never makes connects wait while the current certificate is valid, and it is
+    /// rate-limited with every other refresh of the instance (two at once, then one per 30 s,
+    /// and 30 s after a failed one), so calling it after every failure is safe. Does nothing for
+    /// an instance the connector has not connected to.
+    ///
+    /// ```no_run
+    /// # async fn run(connector: cloudsql_core::Connector) -> Result<(), cloudsql_core::Error> {
+    /// connector.force_refresh("my-project:us-central1:my-db").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn force_refresh(&self, instance: &str) -> Result<(), Error> {
+        let name = self.instance_name(instance).await?;
+        let caches: Vec<Arc<Cache>> = {
+            let caches = self.inner.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            [false, true]
+                .iter()
+                .filter_map(|iam| caches.get(&(name.clone(), *iam)).cloned())
+                .collect()
+        };
+        for cache in caches {
+            cache.force_refresh(ForceReason::ConnectFailed);
+        }
+        Ok(())
     }
 
     /// Parses a connection name, or resolves a DNS name standing for one.
@@ -154,18 +189,14 @@ impl Connector {
         &self,
         name: &InstanceConnectionName,
         options: &DialOptions,
+        stage: &StageCell,
+        cache_slot: &std::sync::OnceLock<Arc<Cache>>,
     ) -> Result<CloudSqlStream, Error> {
+        stage.set(ConnectStage::Refreshing);
         let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
         let cache = self.cache(name, iam_authn)?;
-        let info = match cache.conn_info().await {
-            Ok(info) => info,
-            Err(error) => {
-                if error.evicts_cache() || matches!(error, Error::Closed) {
-                    self.evict(name, iam_authn, &cache);
-                }
-                return Err(if self.is_closed() { Error::Closed } else { error });
-            }
-        };
+        let _ = cache_slot.set(cache.clone());
+        let info = self.conn_info(name, iam_authn, &cache).await?;
         info.check_driver(options.engine)?;
         if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
             return Err(Error::IamAuthnNotSupported {
@@ -173,11 +204,17 @@ impl Connector {
                 engine,
             });
         }
-        let host = info.address(options.ip_type.unwrap_or(self.inner.ip_type))?;
-        let mut stream = dial::dial(&info, host, self.inner.dial_fn.as_ref())
+        let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
+        let host = info.address(ip_type)?;
+        let hook = cache.rejection_hook(&info);
+        let mut stream = dial::dial(&info, host, self.inner.dial_fn.as_ref(), Some(hook), stage)
             .await
-            .inspect_err(|_| cache.force_refresh())?;
+            .inspect_err(|e| {
+                debug!(instance = %name, ip_type = ?ip_type, error = e as &dyn std::error::Error, "dial failed; refreshing in the background");
+                cache.force_refresh(ForceReason::ConnectFailed);
+            })?;
         if let Some(protocol) = options.metadata_exchange.filter(|_| info.mdx_supported) {
+            stage.set(ConnectStage::MetadataExchange);
             mdx::exchange(&mut stream, &self.inner.user_agent, protocol)
                 .await
                 .map_err(|detail| Error::MetadataExchange {
@@ -189,21 +226,41 @@ impl Connector {
         Ok(stream)
     }
 
+    /// The cache's connection data; evicts the cache when its error leaves nothing to serve.
+    async fn conn_info(
+        &self,
+        name: &InstanceConnectionName,
+        iam_authn: bool,
+        cache: &Arc<Cache>,
+    ) -> Result<Arc<crate::conn_info::ConnInfo>, Error> {
+        match cache.conn_info().await {
+            Ok(info) => Ok(info),
+            Err(error) => {
+                if error.evicts_cache() || matches!(error, Error::Closed) {
+                    self.evict(name, iam_authn, cache);
+                }
+                Err(if self.is_closed() { Error::Closed } else { error })
+            }
+        }
+    }
+
     /// Fails with [`Error::IncompatibleDriver`] unless the instance runs `options`' engine;
     /// warms the instance's cache either way.
     pub(crate) async fn check_engine(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
-        let name = self.instance_name(instance).await?;
-        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
-        let cache = self.cache(&name, iam_authn)?;
-        let info = tokio::time::timeout(timeout, cache.conn_info())
+        let stage = StageCell::new(ConnectStage::ResolvingName);
+        let cache_slot = std::sync::OnceLock::new();
+        let check = async {
+            let name = self.instance_name(instance).await?;
+            stage.set(ConnectStage::Refreshing);
+            let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+            let cache = self.cache(&name, iam_authn)?;
+            let _ = cache_slot.set(cache.clone());
+            self.conn_info(&name, iam_authn, &cache).await
+        };
+        let info = tokio::time::timeout(timeout, check)
             .await
-            .map_err(|_| Error::Timeout {
-                instance: name.to_string(),
-                timeout,
-                stage: crate::ConnectStage::Refreshing,
-                last_error: None,
-            })??;
+            .map_err(|_| timed_out(instance, timeout, &stage, cache_slot.get()))??;
         info.check_driver(options.engine)
     }
 
@@ -213,7 +270,7 @@ impl Connector {
     pub async fn engine(&self, instance: &str) -> Result<Option<Engine>, Error> {
         let name = self.instance_name(instance).await?;
         let cache = self.cache(&name, self.inner.iam_authn)?;
-        Ok(cache.conn_info().await?.engine)
+        Ok(self.conn_info(&name, self.inner.iam_authn, &cache).await?.engine)
     }
 
     /// Whether automatic IAM database authentication is on by default.
@@ -221,7 +278,8 @@ impl Connector {
         self.inner.iam_authn
     }
 
-    /// Stops all background refreshes. Connecting afterwards fails with [`Error::Closed`].
+    /// Stops all refreshes, including those in flight (no Admin API call is made afterwards).
+    /// Connects waiting for a refresh, and every connect afterwards, fail with [`Error::Closed`].
     /// Streams already open stay open.
     pub async fn close(&self) {
         self.inner.close();
@@ -263,10 +321,7 @@ impl Connector {
             key: self.inner.key.clone(),
             login: self.inner.login.clone(),
         };
-        let cache = Arc::new(match self.inner.refresh_strategy {
-            RefreshStrategy::Background => Cache::Background(Background::spawn(refresher)),
-            RefreshStrategy::Lazy => Cache::Lazy(Lazy::new(refresher)),
-        });
+        let cache = Arc::new(Cache::new(refresher, self.inner.refresh_strategy));
         debug!(instance = %name, iam_authn, strategy = ?self.inner.refresh_strategy, "new instance cache");
         caches.insert(key, cache.clone());
         Ok(cache)
@@ -280,6 +335,24 @@ impl Connector {
             caches.remove(&key);
             cache.close();
         }
+    }
+}
+
+/// The timeout error for a connect that was at `stage`: a connect waiting for a refresh carries
+/// the last refresh failure, so the cause is never lost behind "timed out".
+fn timed_out(instance: &str, timeout: Duration, stage: &StageCell, cache: Option<&Arc<Cache>>) -> Error {
+    let stage = stage.get();
+    let last_error = match stage {
+        ConnectStage::Refreshing => cache
+            .and_then(|c| c.last_error())
+            .map(|e| Arc::new(e) as crate::error::Source),
+        _ => None,
+    };
+    Error::Timeout {
+        instance: instance.to_owned(),
+        timeout,
+        stage,
+        last_error,
     }
 }
 

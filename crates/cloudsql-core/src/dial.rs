@@ -11,7 +11,10 @@ use tokio_rustls::TlsConnector;
 use tracing::debug;
 
 use crate::conn_info::ConnInfo;
+use crate::error::ConnectStage;
+use crate::refresh::RejectionHook;
 use crate::stream::{AsyncStream, BoxedStream, CloudSqlStream, Transport};
+use crate::tls::is_certificate_rejection;
 use crate::{Error, SERVER_PROXY_PORT};
 
 /// A custom way to open the transport to `host:port` (SOCKS, corporate proxies, tests).
@@ -40,12 +43,17 @@ impl fmt::Debug for DialFn {
     }
 }
 
-/// Opens the transport and runs the TLS handshake.
+/// Opens the transport and runs the TLS handshake, keeping `stage` up to date for a timeout's
+/// message. A server that refuses the client certificate during the handshake fires `rejection`
+/// (the returned stream fires it if the refusal comes later, on a read).
 pub(crate) async fn dial(
     info: &ConnInfo,
     host: &str,
     dial_fn: Option<&DialFn>,
+    rejection: Option<RejectionHook>,
+    stage: &crate::connector::StageCell,
 ) -> Result<CloudSqlStream, Error> {
+    stage.set(ConnectStage::Dialing);
     let instance = info.name.to_string();
     let address = format!("{host}:{SERVER_PROXY_PORT}");
     let dial_err = |e: io::Error| Error::Dial {
@@ -68,15 +76,23 @@ pub(crate) async fn dial(
         }
     };
     debug!(%instance, %address, "TCP connected; starting TLS 1.3 handshake");
+    stage.set(ConnectStage::Handshake);
     let tls = TlsConnector::from(info.tls.clone())
         .connect(info.server_name.clone(), transport)
         .await
-        .map_err(|e| Error::Tls {
-            instance: instance.clone(),
-            address: address.clone(),
-            source: tls_source(e),
+        .map_err(|e| {
+            if is_certificate_rejection(&e)
+                && let Some(hook) = &rejection
+            {
+                hook.fire();
+            }
+            Error::Tls {
+                instance: instance.clone(),
+                address: address.clone(),
+                source: tls_source(e),
+            }
         })?;
-    Ok(CloudSqlStream::new(tls, instance))
+    Ok(CloudSqlStream::new(tls, instance, rejection))
 }
 
 /// Unwraps rustls' error from the I/O error tokio-rustls reports, and our verifier's error from

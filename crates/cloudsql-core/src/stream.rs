@@ -9,6 +9,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::refresh::RejectionHook;
+use crate::tls::is_certificate_rejection;
+
 /// Any async byte stream a custom dialer may return.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
 
@@ -69,14 +72,34 @@ impl AsyncWrite for Transport {
 
 /// An open, authenticated connection to a Cloud SQL instance, already past the TLS 1.3
 /// handshake. The database protocol runs in plain form inside it.
+///
+/// If the instance refuses the client certificate (TLS 1.3 reports that on the first read, as
+/// a fatal alert such as `UnknownCA` after a client CA rotation), the stream tells the connector,
+/// which fetches a new certificate for the next connect.
 pub struct CloudSqlStream {
     inner: TlsStream<Transport>,
     instance: String,
+    rejection: Option<RejectionHook>,
 }
 
 impl CloudSqlStream {
-    pub(crate) fn new(inner: TlsStream<Transport>, instance: String) -> Self {
-        Self { inner, instance }
+    pub(crate) fn new(inner: TlsStream<Transport>, instance: String, rejection: Option<RejectionHook>) -> Self {
+        Self {
+            inner,
+            instance,
+            rejection,
+        }
+    }
+
+    /// Reports a refused client certificate to the connector, once.
+    fn check<T>(&mut self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &result
+            && is_certificate_rejection(e)
+            && let Some(hook) = self.rejection.take()
+        {
+            hook.fire();
+        }
+        result
     }
 
     /// The instance connection name this stream reaches.
@@ -95,17 +118,23 @@ impl fmt::Debug for CloudSqlStream {
 
 impl AsyncRead for CloudSqlStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.check(result)
     }
 }
 
 impl AsyncWrite for CloudSqlStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.check(result)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.check(result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -117,7 +146,9 @@ impl AsyncWrite for CloudSqlStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.check(result)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Per-instance caches of connection data, refreshed in the background or lazily.
 
 mod background;
-mod lazy;
+mod cache;
+mod pacing;
 mod schedule;
 
 use std::sync::Arc;
@@ -9,16 +10,16 @@ use std::time::SystemTime;
 
 use tracing::{Instrument, debug, debug_span};
 
-pub(crate) use background::Background;
-pub(crate) use lazy::Lazy;
+pub(crate) use cache::{Cache, ForceReason, RejectionHook};
 
-use crate::admin_api::AdminClient;
+use crate::admin_api::{AdminClient, Attempts};
 use crate::conn_info::ConnInfo;
 use crate::credentials::TokenSource;
 use crate::keys::SharedKey;
 use crate::{Error, InstanceConnectionName};
 
-/// Performs one refresh: `connectSettings` and `generateEphemeralCert`, concurrently.
+/// Performs one refresh: `connectSettings` and `generateEphemeralCert`, concurrently (or one
+/// after the other when `settings_first`).
 #[derive(Debug)]
 pub(crate) struct Refresher {
     pub(crate) name: InstanceConnectionName,
@@ -29,7 +30,7 @@ pub(crate) struct Refresher {
 }
 
 impl Refresher {
-    pub(crate) async fn refresh(&self) -> Result<Arc<ConnInfo>, Error> {
+    pub(crate) async fn refresh(&self, attempts: Attempts, settings_first: bool) -> Result<Arc<ConnInfo>, Error> {
         let span = debug_span!("refresh", instance = %self.name, iam_authn = self.iam_authn);
         async {
             debug!("refreshing connection info");
@@ -51,13 +52,18 @@ impl Refresher {
                         &self.name,
                         key.public_key_pem(),
                         login_token.as_ref(),
-                        crate::admin_api::Attempts::Full,
+                        attempts,
                     )
                     .await?;
                 Ok::<_, Error>((key, response, login_token.and_then(|t| t.expires_at())))
             };
-            let (settings, (key, cert, token_expiry)) =
-                tokio::try_join!(self.client.connect_settings(&self.name, crate::admin_api::Attempts::Full), cert)?;
+            let settings = self.client.connect_settings(&self.name, attempts);
+            let (settings, (key, cert, token_expiry)) = if settings_first {
+                let settings = settings.await?;
+                (settings, cert.await?)
+            } else {
+                tokio::try_join!(settings, cert)?
+            };
             let info = ConnInfo::new(
                 &self.name,
                 settings,
@@ -71,39 +77,5 @@ impl Refresher {
         }
         .instrument(span)
         .await
-        .inspect_err(|e| debug!(instance = %self.name, error = %e, "refresh failed"))
-    }
-}
-
-/// One instance's cache, by strategy.
-#[derive(Debug)]
-pub(crate) enum Cache {
-    Background(Background),
-    Lazy(Lazy),
-}
-
-impl Cache {
-    /// Connection data that is valid now, refreshing if needed.
-    pub(crate) async fn conn_info(&self) -> Result<Arc<ConnInfo>, Error> {
-        match self {
-            Cache::Background(c) => c.conn_info().await,
-            Cache::Lazy(c) => c.conn_info().await,
-        }
-    }
-
-    /// Marks the cached data stale after a failed dial: the next connect waits for new data.
-    pub(crate) fn force_refresh(&self) {
-        match self {
-            Cache::Background(c) => c.force_refresh(),
-            Cache::Lazy(c) => c.force_refresh(),
-        }
-    }
-
-    /// Stops all background work.
-    pub(crate) fn close(&self) {
-        match self {
-            Cache::Background(c) => c.close(),
-            Cache::Lazy(c) => c.close(),
-        }
     }
 }

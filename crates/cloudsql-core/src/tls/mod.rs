@@ -1,6 +1,7 @@
 //! rustls client configuration for one instance: TLS 1.3 only, the ephemeral client certificate,
 //! and trust in nothing but the instance's server CA.
 
+mod rejection;
 mod verifier;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+pub(crate) use rejection::is_certificate_rejection;
 pub(crate) use verifier::{InstanceVerifier, ServerIdentity};
 
 use crate::Error;
