@@ -76,7 +76,10 @@ async fn server_ca_rotation_is_picked_up_after_one_failed_handshake() {
         assert!(matches!(first, Err(Error::Tls { .. })), "{mode:?}: {first:?}");
         // ...in the background (the still-valid certificate keeps being served meanwhile), after
         // which the new CA is trusted.
-        assert_eq!(wait_for_calls(&inst, "connectSettings", before + 1).await, before + 1);
+        assert_eq!(
+            wait_for_calls(&inst, "connectSettings", before + 1).await,
+            before + 1
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let result = loop {
             let result = select_one(&connector, inst.connection_name(), &trust_login()).await;

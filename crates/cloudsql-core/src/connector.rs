@@ -17,10 +17,10 @@ use crate::admin_api::AdminClient;
 use crate::credentials::TokenSource;
 use crate::dial::{self, DialFn};
 use crate::dns_name::{self, NameResolver};
+use crate::error::ConnectStage;
 use crate::keys::SharedKey;
 use crate::local_socket::SocketRegistry;
 use crate::mdx;
-use crate::error::ConnectStage;
 use crate::refresh::{Cache, ForceReason, Refresher};
 use crate::{CloudSqlStream, DialOptions, Engine, Error, InstanceConnectionName, IpType, RefreshStrategy};
 

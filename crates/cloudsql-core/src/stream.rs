@@ -83,7 +83,11 @@ pub struct CloudSqlStream {
 }
 
 impl CloudSqlStream {
-    pub(crate) fn new(inner: TlsStream<Transport>, instance: String, rejection: Option<RejectionHook>) -> Self {
+    pub(crate) fn new(
+        inner: TlsStream<Transport>,
+        instance: String,
+        rejection: Option<RejectionHook>,
+    ) -> Self {
         Self {
             inner,
             instance,

@@ -82,7 +82,7 @@ impl AdminClient {
         self.call(name, "generateEphemeralCert", attempts, || {
             self.http.post(&url).json(&body)
         })
-            .await
+        .await
     }
 
     /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings` → the connection name.
@@ -92,7 +92,9 @@ impl AdminClient {
             self.base_url
         );
         let response: wire::ResolveConnectSettings = self
-            .call_for(fqdn, "resolveConnectSettings", Attempts::Full, || self.http.get(&url))
+            .call_for(fqdn, "resolveConnectSettings", Attempts::Full, || {
+                self.http.get(&url)
+            })
             .await?;
         Ok(response.connection_name)
     }

@@ -30,7 +30,11 @@ pub(crate) struct Refresher {
 }
 
 impl Refresher {
-    pub(crate) async fn refresh(&self, attempts: Attempts, settings_first: bool) -> Result<Arc<ConnInfo>, Error> {
+    pub(crate) async fn refresh(
+        &self,
+        attempts: Attempts,
+        settings_first: bool,
+    ) -> Result<Arc<ConnInfo>, Error> {
         let span = debug_span!("refresh", instance = %self.name, iam_authn = self.iam_authn);
         async {
             debug!("refreshing connection info");
@@ -48,12 +52,7 @@ impl Refresher {
                 let key = self.key.clone().await?;
                 let response = self
                     .client
-                    .generate_ephemeral_cert(
-                        &self.name,
-                        key.public_key_pem(),
-                        login_token.as_ref(),
-                        attempts,
-                    )
+                    .generate_ephemeral_cert(&self.name, key.public_key_pem(), login_token.as_ref(), attempts)
                     .await?;
                 Ok::<_, Error>((key, response, login_token.and_then(|t| t.expires_at())))
             };

@@ -2,14 +2,16 @@
 //!
 //! With TLS 1.3 the client sends its certificate last, so a server that refuses it answers with
 //! a fatal alert after the client already considers the handshake done: the refusal surfaces on
-//! the first read (the driver's startup), not in the handshake.
+//! the first read (the driver's startup), not in the handshake. A server whose new client CA
+//! has the old one's name reports the signature that no longer verifies as `DecryptError`.
 
 use std::io;
 
 use rustls::AlertDescription;
 
 /// Whether `e` carries a fatal alert by which the server refused the client certificate
-/// (unknown CA, bad, expired, revoked or unsupported certificate, access denied).
+/// (unknown CA, bad, expired, revoked or unsupported certificate, a signature it cannot verify,
+/// access denied). Only alerts received from the server count, never errors raised locally.
 pub(crate) fn is_certificate_rejection(e: &io::Error) -> bool {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -27,6 +29,7 @@ fn is_rejection_alert(e: &rustls::Error) -> bool {
                 | AlertDescription::CertificateUnknown
                 | AlertDescription::UnsupportedCertificate
                 | AlertDescription::CertificateRequired
+                | AlertDescription::DecryptError
                 | AlertDescription::AccessDenied
         )
     )
@@ -44,18 +47,27 @@ mod tests {
             AlertDescription::BadCertificate,
             AlertDescription::CertificateExpired,
             AlertDescription::CertificateRevoked,
+            AlertDescription::DecryptError,
             AlertDescription::AccessDenied,
         ] {
-            assert!(is_certificate_rejection(&wrap(rustls::Error::AlertReceived(alert))), "{alert:?}");
+            assert!(
+                is_certificate_rejection(&wrap(rustls::Error::AlertReceived(alert))),
+                "{alert:?}"
+            );
         }
         for alert in [
             AlertDescription::CloseNotify,
             AlertDescription::HandshakeFailure,
             AlertDescription::InternalError,
         ] {
-            assert!(!is_certificate_rejection(&wrap(rustls::Error::AlertReceived(alert))), "{alert:?}");
+            assert!(
+                !is_certificate_rejection(&wrap(rustls::Error::AlertReceived(alert))),
+                "{alert:?}"
+            );
         }
-        assert!(!is_certificate_rejection(&io::Error::from(io::ErrorKind::ConnectionReset)));
+        assert!(!is_certificate_rejection(&io::Error::from(
+            io::ErrorKind::ConnectionReset
+        )));
         assert!(!is_certificate_rejection(&wrap(rustls::Error::DecryptError)));
     }
 }
