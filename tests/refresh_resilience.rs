@@ -166,7 +166,10 @@ async fn cancelled_first_connects_do_not_restart_the_refresh() {
             })
             .collect();
         for task in tasks {
-            assert!(task.await.unwrap().is_err(), "{strategy:?}: the connect was cancelled");
+            assert!(
+                task.await.unwrap().is_err(),
+                "{strategy:?}: the connect was cancelled"
+            );
         }
         connector.connect(&name).await.unwrap();
         assert_eq!(
@@ -370,4 +373,52 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The client CA rotates while the Admin API is down: connects report the refusal or the API's
+/// error at once — never a timeout — and recover once the API is back.
+#[tokio::test]
+async fn client_ca_rotation_during_an_outage_reports_real_errors() {
+    for strategy in STRATEGIES {
+        let env = Env::new().await;
+        let inst = env.add(env.pg_config()).await;
+        let connector = env
+            .builder()
+            .refresh_strategy(strategy)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let name = inst.connection_name().to_owned();
+        assert_eq!(select_one(&connector, &name, &trust_login()).await.unwrap(), 1);
+
+        inst.faults().admin_status(503, None);
+        inst.rotate_client_ca().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            let err = select_one(&connector, &name, &trust_login()).await.unwrap_err();
+            let chain = error_chain(&err);
+            assert!(!chain.contains("timed out"), "{strategy:?}: {chain}");
+            assert!(
+                chain.contains("503") || chain.contains("alert"),
+                "{strategy:?}: the refusal or the outage is named: {chain}"
+            );
+            seen.push(chain);
+        }
+        eprintln!("{strategy:?}: errors during the outage: {seen:#?}");
+
+        inst.faults().clear();
+        let deadline = Instant::now() + Duration::from_secs(45);
+        let recovered = loop {
+            match select_one(&connector, &name, &trust_login()).await {
+                Ok(one) => break Some(one),
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(_) => break None,
+            }
+        };
+        assert_eq!(
+            recovered,
+            Some(1),
+            "{strategy:?}: recovered once the Admin API was back"
+        );
+    }
 }

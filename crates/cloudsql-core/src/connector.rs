@@ -206,7 +206,7 @@ impl Connector {
         }
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
         let host = info.address(ip_type)?;
-        let hook = cache.rejection_hook(&info);
+        let hook = cache.rejection_hook(&info, format!("{host}:{}", crate::SERVER_PROXY_PORT));
         let mut stream = dial::dial(&info, host, self.inner.dial_fn.as_ref(), Some(hook), stage)
             .await
             .inspect_err(|e| {

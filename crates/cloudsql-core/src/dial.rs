@@ -14,7 +14,7 @@ use crate::conn_info::ConnInfo;
 use crate::error::ConnectStage;
 use crate::refresh::RejectionHook;
 use crate::stream::{AsyncStream, BoxedStream, CloudSqlStream, Transport};
-use crate::tls::is_certificate_rejection;
+use crate::tls::{is_certificate_rejection, rejection_source};
 use crate::{Error, SERVER_PROXY_PORT};
 
 /// A custom way to open the transport to `host:port` (SOCKS, corporate proxies, tests).
@@ -84,7 +84,7 @@ pub(crate) async fn dial(
             if is_certificate_rejection(&e)
                 && let Some(hook) = &rejection
             {
-                hook.fire();
+                hook.fire(rejection_source(&e));
             }
             Error::Tls {
                 instance: instance.clone(),

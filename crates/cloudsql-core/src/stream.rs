@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::refresh::RejectionHook;
-use crate::tls::is_certificate_rejection;
+use crate::tls::{is_certificate_rejection, rejection_source};
 
 /// Any async byte stream a custom dialer may return.
 pub trait AsyncStream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
@@ -101,7 +101,7 @@ impl CloudSqlStream {
             && is_certificate_rejection(e)
             && let Some(hook) = self.rejection.take()
         {
-            hook.fire();
+            hook.fire(rejection_source(e));
         }
         result
     }

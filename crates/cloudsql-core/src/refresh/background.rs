@@ -16,7 +16,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let name = shared.refresher().name.clone();
     let mut delay = Duration::ZERO;
     loop {
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            // Going again at once: a wake-up stored meanwhile asked for this very refresh.
+            tokio::select! {
+                biased;
+                () = shared.wake.notified() => {}
+                () = std::future::ready(()) => {}
+            }
+        } else {
             debug!(instance = %name, ?delay, "next refresh scheduled");
             tokio::select! {
                 () = shared.cancel.cancelled() => break,

@@ -34,6 +34,7 @@ use super::pacing::Pacing;
 use super::schedule::lazy_is_fresh;
 use crate::admin_api::Attempts;
 use crate::conn_info::ConnInfo;
+use crate::error::Source;
 use crate::{Error, RefreshStrategy};
 
 /// Why a refresh is forced.
@@ -62,13 +63,16 @@ enum Phase {
 struct State {
     /// The last good result; kept while valid, whatever later refreshes do.
     current: Option<Arc<ConnInfo>>,
-    /// The server refused `current`'s client certificate.
-    rejected: bool,
+    /// The server refused `current`'s client certificate, with the error that said so: reported
+    /// to callers while no refresh can replace it yet.
+    rejected: Option<Error>,
     /// The error of the last refresh, while the failure streak lasts.
     last_error: Option<Error>,
     phase: Phase,
     /// Lazy: a refresh was asked for while pacing forbade one; the next connect starts it.
     wanted: bool,
+    /// Background: a forced refresh already took its pacing token; the task starts at once.
+    granted: bool,
     pacing: Pacing,
     closed: bool,
 }
@@ -78,7 +82,12 @@ impl State {
     fn valid(&self, now: SystemTime) -> Option<&Arc<ConnInfo>> {
         self.current
             .as_ref()
-            .filter(|info| !self.rejected && info.expires_at > now)
+            .filter(|info| self.rejected.is_none() && info.expires_at > now)
+    }
+
+    /// What to tell a caller when nothing valid is cached and no refresh is in flight.
+    fn failure(&self) -> Option<&Error> {
+        self.last_error.as_ref().or(self.rejected.as_ref())
     }
 }
 
@@ -111,10 +120,11 @@ impl Cache {
             strategy,
             state: Mutex::new(State {
                 current: None,
-                rejected: false,
+                rejected: None,
                 last_error: None,
                 phase: if background { Phase::Pending } else { Phase::Idle },
                 wanted: false,
+                granted: false,
                 pacing: Pacing::new(Instant::now()),
                 closed: false,
             }),
@@ -152,16 +162,16 @@ impl Cache {
                 let lazy = self.shared.strategy == RefreshStrategy::Lazy;
                 if lazy && state.phase == Phase::Idle {
                     // Waits for pacing only when there is no remembered failure to report.
-                    let wait_for_pacing = state.last_error.is_none();
+                    let wait_for_pacing = state.failure().is_none();
                     self.shared.start_lazy(&mut state, wait_for_pacing);
                 }
                 if state.phase != Phase::Calling {
-                    if let Some(error) = &state.last_error {
+                    if let Some(error) = state.failure() {
                         return Err(error.clone());
                     }
                     if !lazy && state.phase == Phase::Idle {
                         // Expired between scheduled refreshes (a suspended process, say).
-                        self.shared.wake.notify_one();
+                        self.shared.kick_background(&mut state);
                     }
                 }
             }
@@ -183,12 +193,13 @@ impl Cache {
         self.shared.lock().last_error.clone()
     }
 
-    /// A hook for a stream dialed with `info`: firing it reports that the server refused that
-    /// certificate, without keeping the cache alive.
-    pub(crate) fn rejection_hook(&self, info: &Arc<ConnInfo>) -> RejectionHook {
+    /// A hook for a stream dialed with `info` to `address`: firing it reports that the server
+    /// refused that certificate, without keeping the cache alive.
+    pub(crate) fn rejection_hook(&self, info: &Arc<ConnInfo>, address: String) -> RejectionHook {
         RejectionHook {
             shared: Arc::downgrade(&self.shared),
             info: Arc::downgrade(info),
+            address,
         }
     }
 
@@ -211,13 +222,20 @@ impl Drop for Cache {
 pub(crate) struct RejectionHook {
     shared: Weak<Shared>,
     info: Weak<ConnInfo>,
+    address: String,
 }
 
 impl RejectionHook {
-    /// Reports the rejection: forces a refresh, and stops serving that certificate.
-    pub(crate) fn fire(&self) {
+    /// Reports the rejection `alert` (the TLS error the stream or handshake saw): forces a
+    /// refresh, and stops serving that certificate.
+    pub(crate) fn fire(&self, alert: Source) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.force(ForceReason::CertificateRejected, Some(&self.info));
+            let error = Error::Tls {
+                instance: shared.refresher.name.to_string(),
+                address: self.address.clone(),
+                source: alert,
+            };
+            shared.force(ForceReason::CertificateRejected, Some((&self.info, error)));
         }
     }
 }
@@ -231,47 +249,63 @@ impl Shared {
         self.changed.send_replace(());
     }
 
-    fn force(self: &Arc<Self>, reason: ForceReason, rejected: Option<&Weak<ConnInfo>>) {
+    fn force(self: &Arc<Self>, reason: ForceReason, rejected: Option<(&Weak<ConnInfo>, Error)>) {
         let mut state = self.lock();
         if state.closed {
             return;
         }
         if reason == ForceReason::CertificateRejected {
             // Only the certificate the stream used: a newer one may already be in place.
-            let same = match (rejected.and_then(Weak::upgrade), &state.current) {
-                (Some(rejected), Some(current)) => Arc::ptr_eq(&rejected, current),
-                (None, _) => true,
+            let Some((info, error)) = rejected else {
+                return;
+            };
+            // Only the certificate the stream used: a newer one may already be in place.
+            let same = match (info.upgrade(), &state.current) {
+                (Some(info), Some(current)) => Arc::ptr_eq(&info, current),
                 _ => false,
             };
             if !same {
                 return;
             }
-            if !state.rejected {
+            if state.rejected.is_none() {
                 warn!(
                     instance = %self.refresher.name,
                     strategy = ?self.strategy,
+                    error = &error as &dyn std::error::Error,
                     "the instance refused the client certificate (its client CA may have rotated); \
                      fetching a new one"
                 );
             }
-            state.rejected = true;
+            state.rejected = Some(error);
         }
         debug!(instance = %self.refresher.name, ?reason, phase = ?state.phase, "refresh forced");
         match self.strategy {
             RefreshStrategy::Lazy => {
-                let waiting = state.valid(SystemTime::now()).is_none() && state.last_error.is_none();
+                let waiting = state.valid(SystemTime::now()).is_none() && state.failure().is_none();
                 if !self.start_lazy(&mut state, waiting) {
                     state.wanted = true;
                 }
             }
-            _ => {
-                if state.phase == Phase::Idle {
-                    self.wake.notify_one();
-                }
-            }
+            _ => self.kick_background(&mut state),
         }
         drop(state);
         self.notify();
+    }
+
+    /// Background: wakes the task for a refresh now. If pacing allows one, the token is taken
+    /// here, so callers that arrive before the task runs wait for the refresh instead of being
+    /// told the last failure.
+    fn kick_background(&self, state: &mut State) {
+        if state.phase != Phase::Idle {
+            return;
+        }
+        if state.pacing.try_take(Instant::now()) {
+            state.granted = true;
+            state.phase = Phase::Calling;
+        } else {
+            state.phase = Phase::Pending;
+        }
+        self.wake.notify_one();
     }
 
     /// Lazy: starts a one-shot refresh task unless one is under way. Without `wait_for_pacing`
@@ -304,6 +338,7 @@ impl Shared {
         if !state.closed {
             state.closed = true;
             state.phase = Phase::Idle;
+            state.granted = false;
             drop(state);
             debug!(instance = %self.refresher.name, "refresh stopped");
             self.notify();
@@ -319,7 +354,7 @@ impl Shared {
                     return false;
                 }
                 let now = Instant::now();
-                if state.pacing.try_take(now) {
+                if std::mem::take(&mut state.granted) || state.pacing.try_take(now) {
                     state.phase = Phase::Calling;
                     drop(state);
                     self.notify();
@@ -375,7 +410,7 @@ impl Shared {
                     );
                 }
                 state.current = Some(info.clone());
-                state.rejected = false;
+                state.rejected = None;
                 state.last_error = None;
                 state.pacing.succeeded();
             }

@@ -10,7 +10,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-pub(crate) use rejection::is_certificate_rejection;
+pub(crate) use rejection::{is_certificate_rejection, rejection_source};
 pub(crate) use verifier::{InstanceVerifier, ServerIdentity};
 
 use crate::Error;

@@ -6,8 +6,11 @@
 //! has the old one's name reports the signature that no longer verifies as `DecryptError`.
 
 use std::io;
+use std::sync::Arc;
 
 use rustls::AlertDescription;
+
+use crate::error::Source;
 
 /// Whether `e` carries a fatal alert by which the server refused the client certificate
 /// (unknown CA, bad, expired, revoked or unsupported certificate, a signature it cannot verify,
@@ -16,6 +19,17 @@ pub(crate) fn is_certificate_rejection(e: &io::Error) -> bool {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .is_some_and(is_rejection_alert)
+}
+
+/// The rustls error inside `e`, as an error source (the I/O error itself if there is none).
+pub(crate) fn rejection_source(e: &io::Error) -> Source {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls_error) => Arc::new(rustls_error.clone()),
+        None => Arc::new(io::Error::new(e.kind(), e.to_string())),
+    }
 }
 
 fn is_rejection_alert(e: &rustls::Error) -> bool {
