@@ -27,6 +27,7 @@ mod dial;
 mod dns_name;
 mod engine;
 mod error;
+mod excerpt;
 mod instance_name;
 mod keys;
 mod local_socket;
