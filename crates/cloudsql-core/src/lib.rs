@@ -20,6 +20,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod admin_api;
+mod backoff;
+mod capped_body;
 mod conn_info;
 mod connector;
 mod credentials;
