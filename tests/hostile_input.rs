@@ -1,0 +1,103 @@
+//! Hostile or broken input — mangled instance names, odd Admin API answers — is refused early
+//! with a short, typed error, and never reaches the Admin API as a different request.
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod support;
+
+use cloudsql::core::{Error, ErrorKind};
+use support::*;
+
+/// An error message is short and printable, whatever the input.
+fn assert_bounded(err: &Error) {
+    let shown = err.to_string();
+    assert!(shown.len() < 1200, "{} bytes: {shown}", shown.len());
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+}
+
+#[tokio::test]
+async fn mangled_names_of_a_real_instance_never_reach_the_admin_api() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let name = inst.connection_name().to_owned();
+    let (project_region, id) = name.rsplit_once(':').unwrap();
+    let mangled = [
+        format!("..:us-central1:{id}"),
+        format!("test-project:..:{id}"),
+        format!("test-project:us-central1:.."),
+        format!("test-project:us-central1:."),
+        format!("{project_region}:{id}."),
+        format!("{project_region}:.{id}"),
+        format!("{project_region}:{id}\\"),
+        format!("{project_region}:..\\{id}"),
+        format!("{project_region}:{id}\0"),
+        format!("{project_region}:{id}\u{7}"),
+        format!("{project_region}:{id}\u{200b}"),
+        format!("{project_region}:{id}\u{202e}"),
+        format!("{project_region}:{}", id.to_uppercase()),
+        format!("TEST-PROJECT:us-central1:{id}"),
+        format!("{project_region}:{id}{}", "a".repeat(300)),
+        format!("{}:us-central1:{id}", "p".repeat(300)),
+        format!("{project_region}:{id}/../{id}"),
+        format!("{project_region}:{id}%2F"),
+        format!("test-project:us:central1:{id}"),
+        format!("test:project:us-central1:{id}"),
+        format!("{project_region}:{id}:"),
+    ];
+    let connector = env.connector();
+    for input in &mangled {
+        let err = connector.connect(input).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInstanceName { .. }),
+            "{input:?} gave {err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_bounded(&err);
+    }
+    assert_eq!(
+        inst.counters().total(),
+        0,
+        "no mangled name reached the Admin API: {:?}",
+        inst.counters().snapshot()
+    );
+    // The real name still works with the same connector.
+    assert_eq!(select_one(&connector, &name, &trust_login()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_name_with_colons_is_never_looked_up_in_dns() {
+    let env = Env::new().await;
+    for input in ["proj:us:central1:db", "db.example.com:x", "proj:r:db.example.com"] {
+        let err = env.connector().connect(input).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidInstanceName { .. }),
+            "{input:?} gave {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_region_is_an_incomplete_answer() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    inst.faults().reported_region(Some(""));
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    assert!(matches!(err, Error::AdminApiResponse { .. }), "{err:?}");
+    assert!(err.to_string().contains("connectSettings has no region"), "{err}");
+}
+
+#[tokio::test]
+async fn a_huge_region_from_the_api_is_quoted_briefly() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    inst.faults()
+        .reported_region(Some(&format!("europe\u{1b}[2J{}", "x".repeat(100_000))));
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::RegionMismatch { actual, .. } => {
+            assert!(actual.starts_with("europe\\u{1b}[2Jxxx"), "{actual}");
+            assert!(actual.contains("truncated"), "{actual}");
+        }
+        other => panic!("expected RegionMismatch, got {other:?}"),
+    }
+    assert_bounded(&err);
+}
