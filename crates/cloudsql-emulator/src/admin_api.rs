@@ -1,10 +1,13 @@
 //! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
-//! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and faults.
+//! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and control
+//! routes (faults, CA rotations, connection resets, instance stop and start).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +18,10 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::State;
 use crate::counters::RequestInfo;
-use crate::faults::FaultState;
+use crate::faults::{FaultState, TokenFault, TokenFaultState};
 use crate::instance::Instance;
 use crate::oauth::{ADMIN_SCOPE, Grant, LOGIN_SCOPE, TokenRequest};
+use crate::oversized::{html_error, json_success};
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     Router::new()
@@ -35,15 +39,23 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         )
         .route("/token", post(token))
         .route("/emulator/v1/counters", get(counters))
+        .route("/emulator/v1/tokenCounters", get(token_counters))
+        .route("/emulator/v1/tokenFaults", post(set_token_faults))
         .route("/emulator/v1/instances/{name}/faults", post(set_faults))
         .route(
             "/emulator/v1/instances/{name}/rotateServerCa",
             post(rotate_server_ca),
         )
         .route(
+            "/emulator/v1/instances/{name}/rotateClientCa",
+            post(rotate_client_ca),
+        )
+        .route(
             "/emulator/v1/instances/{name}/resetConnections",
             post(reset_connections),
         )
+        .route("/emulator/v1/instances/{name}/stop", post(stop))
+        .route("/emulator/v1/instances/{name}/start", post(start))
         .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
         .with_state(state)
@@ -149,11 +161,18 @@ async fn begin(
         principal: grant.principal,
     });
     let faults = inst.faults().snapshot();
-    if faults.admin_delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.admin_delay_ms)).await;
+    let delay = faults.admin_delay(method);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
-    if let Some(code) = inst.faults().take_admin_status() {
-        return Err(api_error(code, default_message(code)));
+    if let Some(code) = inst.faults().take_admin_status(method) {
+        return Err(match faults.error_body_bytes {
+            Some(len) => html_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                len,
+            ),
+            None => api_error(code, default_message(code)),
+        });
     }
     if faults.malformed_json {
         return Err((
@@ -176,6 +195,9 @@ async fn connect_settings(
         Ok(v) => v,
         Err(response) => return response,
     };
+    if let Some(len) = faults.success_body_bytes {
+        return json_success("{\"kind\":\"sql#connectSettings\",", len);
+    }
     let mut ip_addresses = Vec::new();
     if let Some(ip) = inst.public_ip() {
         ip_addresses.push(json!({"type": "PRIMARY", "ipAddress": ip.to_string()}));
@@ -236,7 +258,7 @@ async fn instance_action(
     let Some(instance) = action.strip_suffix(":generateEphemeralCert") else {
         return api_error(404, "The requested URL was not found on this server.");
     };
-    let (inst, _) = match begin(
+    let (inst, faults) = match begin(
         &state,
         &headers,
         &version,
@@ -269,25 +291,72 @@ async fn instance_action(
             None => return api_error(400, "Provided access_token is invalid or expired."),
         },
     };
-    match inst.issue_client_cert(&public_key, principal, token_expiry) {
-        Ok((cert, expires)) => axum::Json(json!({
-            "ephemeralCert": {
-                "kind": "sql#sslCert",
-                "cert": cert,
-                "instance": inst.name,
-                "createTime": rfc3339(SystemTime::now()),
-                "expirationTime": rfc3339(expires),
-            }
-        }))
-        .into_response(),
-        Err(e) => api_error(400, &format!("Invalid public_key: {e}")),
+    let (cert, expires) = match inst.issue_client_cert(&public_key, principal, token_expiry) {
+        Ok(issued) => issued,
+        Err(e) => return api_error(400, &format!("Invalid public_key: {e}")),
+    };
+    if let Some(len) = faults.success_body_bytes {
+        return json_success("{\"ephemeralCert\":{\"kind\":\"sql#sslCert\",", len);
     }
+    axum::Json(json!({
+        "ephemeralCert": {
+            "kind": "sql#sslCert",
+            "cert": cert,
+            "instance": inst.name,
+            "createTime": rfc3339(SystemTime::now()),
+            "expirationTime": rfc3339(expires),
+        }
+    }))
+    .into_response()
 }
 
-async fn token(AxState(state): AxState<Arc<State>>, Form(request): Form<TokenRequest>) -> Response {
+async fn token(
+    AxState(state): AxState<Arc<State>>,
+    request: Result<Form<TokenRequest>, FormRejection>,
+) -> Response {
+    if let Some(response) = token_fault(&state).await {
+        return response;
+    }
+    let Ok(Form(request)) = request else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"error": "invalid_request", "error_description": "Missing or malformed form fields."}),
+            ),
+        )
+            .into_response();
+    };
     match state.oauth.token_request(&request) {
         Ok(body) => axum::Json(body).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, axum::Json(e.body())).into_response(),
+    }
+}
+
+/// Counts a token request (token endpoint or metadata server) and applies the token faults:
+/// the answer to send instead of a token, if any.
+pub(crate) async fn token_fault(state: &State) -> Option<Response> {
+    state.token_requests.fetch_add(1, Ordering::Relaxed);
+    let (delay, fault) = state.token_faults.take();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match fault? {
+        TokenFault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = json!({
+                "error": "internal_failure",
+                "error_description": format!("The token endpoint failed (emulated fault, HTTP {code})."),
+            });
+            Some((status, axum::Json(body)).into_response())
+        }
+        TokenFault::Malformed => Some(
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                "{\"access_token\": \"ya29.",
+            )
+                .into_response(),
+        ),
     }
 }
 
@@ -303,6 +372,20 @@ async fn counters(AxState(state): AxState<Arc<State>>) -> Response {
         })
         .collect();
     axum::Json(Value::Object(all)).into_response()
+}
+
+/// `{"tokenRequests": n}`: requests to the token endpoint and the metadata server's token
+/// endpoint, faulted or not. (Separate from `counters`, whose keys are all instance names.)
+async fn token_counters(AxState(state): AxState<Arc<State>>) -> Response {
+    axum::Json(json!({"tokenRequests": state.token_requests.load(Ordering::Relaxed)})).into_response()
+}
+
+async fn set_token_faults(
+    AxState(state): AxState<Arc<State>>,
+    axum::Json(faults): axum::Json<TokenFaultState>,
+) -> Response {
+    state.token_faults.set(faults);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn set_faults(
@@ -329,14 +412,37 @@ async fn rotate_server_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<
     }
 }
 
-async fn reset_connections(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+async fn rotate_client_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
     match state.find(&name) {
+        Some(inst) => match inst.rotate_client_ca() {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => api_error(500, &format!("rotation failed: {e}")),
+        },
+        None => api_error(404, default_message(404)),
+    }
+}
+
+/// Runs `action` on the named instance and answers 204, or 404 when there is no such instance.
+fn control(state: &State, name: &str, action: impl FnOnce(&Instance)) -> Response {
+    match state.find(name) {
         Some(inst) => {
-            inst.reset_connections();
+            action(&inst);
             StatusCode::NO_CONTENT.into_response()
         }
         None => api_error(404, default_message(404)),
     }
+}
+
+async fn reset_connections(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    control(&state, &name, Instance::reset_connections)
+}
+
+async fn stop(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    control(&state, &name, Instance::stop)
+}
+
+async fn start(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    control(&state, &name, Instance::start)
 }
 
 /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings`.

@@ -1,4 +1,4 @@
-//! Counts of Admin API calls per instance and method.
+//! Counts of Admin API calls per instance and method, and of the proxy's connections.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,6 +13,7 @@ pub struct Counters {
     last: Mutex<Option<RequestInfo>>,
     mdx: Mutex<Vec<MdxRecord>>,
     connections: std::sync::atomic::AtomicU64,
+    attempts: std::sync::atomic::AtomicU64,
 }
 
 /// A metadata exchange the proxy received.
@@ -50,6 +51,16 @@ impl Counters {
     pub(crate) fn record_connection(&self) {
         self.connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_attempt(&self) {
+        self.attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// TCP connections the server-side proxy accepted so far, including those that then failed
+    /// the TLS handshake or were dropped by a fault.
+    pub fn connection_attempts(&self) -> u64 {
+        self.attempts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Client connections the server-side proxy accepted (TLS handshake completed) so far.

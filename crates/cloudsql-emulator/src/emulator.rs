@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InstanceConfig;
+use crate::faults::TokenFaults;
 use crate::instance::Instance;
 use crate::naming::split_connection_name;
 use crate::oauth::OAuth;
@@ -19,6 +21,9 @@ pub(crate) struct State {
     pub(crate) oauth: OAuth,
     pub(crate) metadata_principal: std::sync::Mutex<Option<String>>,
     pub(crate) zone: Arc<crate::dns::Zone>,
+    pub(crate) token_faults: TokenFaults,
+    /// Requests to the token endpoint and the metadata server's token endpoint.
+    pub(crate) token_requests: AtomicU64,
     instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
 }
 
@@ -86,6 +91,8 @@ impl Emulator {
             oauth: OAuth::new(format!("http://{addr}/token")),
             metadata_principal: std::sync::Mutex::new(None),
             zone: Arc::default(),
+            token_faults: TokenFaults::default(),
+            token_requests: AtomicU64::new(0),
             instances: RwLock::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
@@ -117,8 +124,8 @@ impl Emulator {
 
     /// Adds an instance and starts its proxy listeners.
     pub async fn add_instance(&self, config: InstanceConfig) -> anyhow::Result<Arc<Instance>> {
-        let (instance, listeners) = Instance::create(config, self.shutdown.child_token()).await?;
-        crate::proxy::spawn(instance.clone(), listeners);
+        let instance = Instance::create(config, self.shutdown.child_token()).await?;
+        crate::proxy::spawn(&instance);
         self.state
             .instances
             .write()
@@ -206,6 +213,17 @@ impl Emulator {
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state.oauth.set_token_lifetime(lifetime);
+    }
+
+    /// Runtime fault switches of the token endpoint and the metadata server's token endpoint.
+    pub fn token_faults(&self) -> &TokenFaults {
+        &self.state.token_faults
+    }
+
+    /// Requests to the token endpoint (`POST /token`) and the metadata server's token endpoint
+    /// so far, faulted or not.
+    pub fn token_requests(&self) -> u64 {
+        self.state.token_requests.load(Ordering::Relaxed)
     }
 
     /// Stops the Admin API and every proxy.

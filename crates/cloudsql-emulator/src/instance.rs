@@ -1,5 +1,5 @@
 //! One emulated instance at run time: its addresses and listeners, CAs and TLS configs,
-//! the client certificates it issued, faults and call counters.
+//! the client certificates it issued, faults and call counters; stop, start and CA rotations.
 
 use std::collections::HashMap;
 use std::io;
@@ -18,6 +18,7 @@ use crate::ca::{Ca, ServerCert};
 use crate::config::{CaMode, InstanceConfig};
 use crate::counters::Counters;
 use crate::faults::Faults;
+use crate::listeners::Listeners;
 use crate::naming::split_connection_name;
 use crate::oauth::{hex, lock};
 
@@ -29,6 +30,24 @@ pub const PROXY_PORT: u16 = 3307;
 pub(crate) struct Issued {
     /// The IAM principal, when the certificate was issued for automatic IAM authn.
     pub(crate) principal: Option<String>,
+}
+
+/// The client CA and the trust list the proxy verifies client certificates with.
+struct ClientSide {
+    ca: Arc<Ca>,
+    roots: Arc<rustls::RootCertStore>,
+}
+
+impl ClientSide {
+    fn new(instance: &str) -> anyhow::Result<Self> {
+        let ca = Ca::root(&format!("Google Cloud SQL Client CA {instance}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone())?;
+        Ok(Self {
+            ca: Arc::new(ca),
+            roots: Arc::new(roots),
+        })
+    }
 }
 
 /// The server-side CA state: trust list (newest first) and the TLS configs built from it.
@@ -84,9 +103,9 @@ pub struct Instance {
     psc_ip: Option<Ipv4Addr>,
     dns_name: Option<String>,
     psc_dns_name: Option<String>,
-    client_ca: Ca,
-    client_verifier_roots: Arc<rustls::RootCertStore>,
+    client: Mutex<ClientSide>,
     server: Mutex<ServerSide>,
+    listeners: Listeners,
     hierarchy: Mutex<Hierarchy>,
     faults: Faults,
     counters: Counters,
@@ -155,7 +174,7 @@ impl Instance {
     pub(crate) async fn create(
         config: InstanceConfig,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<(Arc<Self>, Vec<TcpListener>)> {
+    ) -> anyhow::Result<Arc<Self>> {
         let (project, region, name) = split_connection_name(&config.connection_name)?;
         let mut listeners = Vec::new();
         let public = bind_if(config.public, config.public_ip).await?;
@@ -173,16 +192,12 @@ impl Instance {
         let dns_name = (config.ca_mode != CaMode::Legacy).then(|| format!("{id}.{zone}.{region}.sql.goog"));
         let psc_dns_name = config.psc.then(|| format!("{id}.{zone}.{region}.sql-psc.goog"));
 
-        let client_ca = Ca::root(&format!("Google Cloud SQL Client CA {name}"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(client_ca.der().clone())?;
-
+        let client = ClientSide::new(&name)?;
         let hierarchy = Hierarchy::new(config.ca_mode)?;
-        let roots = Arc::new(roots);
         let dns_names: Vec<String> = dns_name.iter().chain(psc_dns_name.iter()).cloned().collect();
         let server = build_server_side(
             &hierarchy,
-            &roots,
+            &client.roots,
             &format!("{project}:{name}"),
             &dns_names,
             config.ca_mode,
@@ -198,9 +213,9 @@ impl Instance {
             psc_ip,
             dns_name,
             psc_dns_name,
-            client_ca,
-            client_verifier_roots: roots,
+            client: Mutex::new(client),
             server: Mutex::new(server),
+            listeners: Listeners::new(listeners)?,
             hierarchy: Mutex::new(hierarchy),
             faults: Faults::default(),
             counters: Counters::default(),
@@ -210,7 +225,7 @@ impl Instance {
             shutdown,
             config,
         });
-        Ok((instance, listeners))
+        Ok(instance)
     }
 
     /// Every DNS name the server certificate carries.
@@ -222,11 +237,13 @@ impl Instance {
             .collect()
     }
 
-    /// Rebuilds the server certificates from the current hierarchy; `previous` stays trusted.
+    /// Rebuilds the server certificates from the current hierarchy and client CA; `previous`
+    /// stays trusted.
     fn rebuild_server_side(&self, previous: Option<String>) -> anyhow::Result<()> {
+        let roots = lock(&self.client).roots.clone();
         let side = build_server_side(
             &lock(&self.hierarchy),
-            &self.client_verifier_roots,
+            &roots,
             &format!("{}:{}", self.project, self.name),
             &self.dns_names(),
             self.config.ca_mode,
@@ -246,6 +263,21 @@ impl Instance {
             old
         };
         self.rebuild_server_side(Some(old))
+    }
+
+    /// Rotates the client CA: a new CA signs client certificates from now on, and the proxy
+    /// trusts only it, so every client certificate issued before is refused in the TLS
+    /// handshake. Open connections stay open.
+    pub fn rotate_client_ca(&self) -> anyhow::Result<()> {
+        let client = ClientSide::new(&self.name)?;
+        // Keep the server CAs trusted as they are: the server side only gets the new roots.
+        let previous = lock(&self.server).trusted.get(1).cloned();
+        let old = std::mem::replace(&mut *lock(&self.client), client);
+        if let Err(e) = self.rebuild_server_side(previous) {
+            *lock(&self.client) = old;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The `serverCaCert.cert` PEM bundle.
@@ -284,7 +316,8 @@ impl Instance {
         let cn = principal
             .clone()
             .unwrap_or_else(|| format!("{}:{}", self.project, self.name));
-        let (pem, der) = self.client_ca.client_cert(public_key_pem, &cn, not_after)?;
+        let ca = lock(&self.client).ca.clone();
+        let (pem, der) = ca.client_cert(public_key_pem, &cn, not_after)?;
         lock(&self.issued).insert(fingerprint(&der), Issued { principal });
         Ok((pem, not_after))
     }
@@ -304,6 +337,33 @@ impl Instance {
         let mut resets = lock(&self.resets);
         resets.cancel();
         *resets = CancellationToken::new();
+    }
+
+    /// Stops the instance as a restart begins: the proxy closes its listeners (a TCP connect is
+    /// refused) and cuts every open connection; the Admin API keeps answering. Stopping a
+    /// stopped instance does nothing more.
+    pub fn stop(&self) {
+        self.listeners.stop();
+        self.reset_connections();
+    }
+
+    /// Starts a stopped instance again: the proxy listens on the same addresses as before
+    /// (retrying for about two seconds in the background when an address is busy). Starting a
+    /// running instance does nothing.
+    pub fn start(&self) {
+        if !self.shutdown.is_cancelled() {
+            self.listeners.start();
+        }
+    }
+
+    /// Whether [`stop`](Self::stop) was called without a [`start`](Self::start) after it.
+    pub fn is_stopped(&self) -> bool {
+        self.listeners.is_stopped()
+    }
+
+    /// The proxy's listeners.
+    pub(crate) fn listeners(&self) -> &Listeners {
+        &self.listeners
     }
 
     /// `project:region:instance`.
@@ -356,10 +416,10 @@ impl Instance {
         *lock(&self.cert_lifetime) = lifetime;
     }
 
-    /// The CA certificate that signs client certificates, in PEM (for tests that build a client
-    /// by hand).
-    pub fn client_ca_pem(&self) -> &str {
-        self.client_ca.pem()
+    /// The CA certificate that signs client certificates now, in PEM (for tests that build a
+    /// client by hand).
+    pub fn client_ca_pem(&self) -> String {
+        lock(&self.client).ca.pem().to_owned()
     }
 }
 

@@ -38,9 +38,11 @@ mod dns;
 mod emulator;
 mod faults;
 mod instance;
+mod listeners;
 mod metadata;
 mod naming;
 mod oauth;
+mod oversized;
 mod proxy;
 mod tds_responder;
 
@@ -48,5 +50,5 @@ pub use config::{CaMode, FileConfig, IamUser, InstanceConfig, SqlLogin};
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
-pub use faults::{FaultState, Faults};
+pub use faults::{FaultState, Faults, TokenFaultState, TokenFaults};
 pub use instance::{Instance, PROXY_PORT};

@@ -51,6 +51,9 @@ async fn token(
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
+    if let Some(response) = crate::admin_api::token_fault(&state).await {
+        return flavored(response);
+    }
     let principal = match principal(&state, &headers) {
         Ok(p) => p,
         Err(r) => return r,

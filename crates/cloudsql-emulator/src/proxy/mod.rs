@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -20,18 +20,25 @@ use crate::instance::{Instance, Issued};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves every listener of an instance until it shuts down.
-pub(crate) fn spawn(instance: Arc<Instance>, listeners: Vec<TcpListener>) {
-    for listener in listeners {
-        tokio::spawn(accept_loop(instance.clone(), listener));
+pub(crate) fn spawn(instance: &Arc<Instance>) {
+    for index in 0..instance.listeners().len() {
+        tokio::spawn(accept_loop(instance.clone(), index));
     }
 }
 
-async fn accept_loop(instance: Arc<Instance>, listener: TcpListener) {
+/// Accepts on listener `index` while the instance runs; looks again after every stop or start.
+async fn accept_loop(instance: Arc<Instance>, index: usize) {
+    let listeners = instance.listeners();
+    let mut changes = listeners.changes();
     loop {
         tokio::select! {
             () = instance.shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
+            changed = changes.changed() => if changed.is_err() {
+                break;
+            },
+            accepted = listeners.accept(index) => match accepted {
+                Ok(tcp) => {
+                    instance.counters().record_attempt();
                     tokio::spawn(serve(instance.clone(), tcp));
                 }
                 Err(e) => {
@@ -41,6 +48,7 @@ async fn accept_loop(instance: Arc<Instance>, listener: TcpListener) {
             },
         }
     }
+    listeners.close(index);
 }
 
 async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
@@ -53,14 +61,22 @@ async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
     }
     let _ = tcp.set_nodelay(true);
     let reset = instance.reset_token();
+    if instance.is_stopped() {
+        // Accepted just before a stop: cut like every other open connection.
+        return;
+    }
     let acceptor = TlsAcceptor::from(instance.tls_config());
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            debug!(instance = instance.connection_name(), error = %e, "proxy TLS handshake failed");
-            return;
-        }
-        Err(_) => return,
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+    let tls = tokio::select! {
+        () = reset.cancelled() => return,
+        handshake = handshake => match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                debug!(instance = instance.connection_name(), error = %e, "proxy TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        },
     };
     instance.counters().record_connection();
     let issued = tls
