@@ -101,3 +101,128 @@ async fn a_huge_region_from_the_api_is_quoted_briefly() {
     }
     assert_bounded(&err);
 }
+
+const MIB: u64 = 1 << 20;
+
+#[tokio::test]
+async fn an_8_mib_html_error_page_gives_a_short_error_that_keeps_its_status() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    inst.faults().admin_status(500, None);
+    inst.faults().error_body_bytes(Some(8 * MIB));
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::AdminApi { status, message, .. } => {
+            assert_eq!(*status, 500);
+            assert!(message.starts_with("<!DOCTYPE html>"), "{message}");
+            assert!(message.len() < 1024, "{} bytes", message.len());
+        }
+        other => panic!("expected AdminApi, got {other:?}"),
+    }
+    assert!(err.is_retryable(), "a 500 stays a transient failure");
+    assert_bounded(&err);
+    assert!(inst.counters().total() > 1, "a 500 is still retried");
+}
+
+#[tokio::test]
+async fn a_server_error_with_a_huge_page_is_retried_to_success() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    inst.faults().admin_status(503, Some(1));
+    inst.faults().error_body_bytes(Some(8 * MIB));
+    let connector = env.connector();
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_success_body_is_a_typed_error_and_not_retried() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    inst.faults().success_body_bytes(Some(2 * MIB));
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::AdminApiResponseTooLarge { limit, .. } => assert_eq!(*limit, MIB),
+        other => panic!("expected AdminApiResponseTooLarge, got {other:?}"),
+    }
+    assert!(err.to_string().contains("body over 1048576 bytes"), "{err}");
+    assert_bounded(&err);
+    // One call per method at most: retrying would read another huge body each time.
+    assert!(inst.counters().total() <= 2, "{:?}", inst.counters().snapshot());
+}
+
+#[tokio::test]
+async fn a_token_endpoint_failing_once_does_not_fail_the_connect() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    env.emulator.token_faults().status(500, Some(1));
+    let connector = env.connector();
+    assert_eq!(
+        select_one(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(
+        env.emulator.token_requests() >= 2,
+        "the token request was retried"
+    );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_keeps_failing_is_a_transient_credentials_error() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    env.emulator.token_faults().status(503, None);
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::Credentials { source, .. } => {
+            assert!(source.is_transient(), "{source}");
+            assert!(source.to_string().contains("HTTP 503"), "{source}");
+        }
+        other => panic!("expected Credentials, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+    assert!(env.emulator.token_requests() >= 3, "three tries in all");
+    assert_eq!(inst.counters().total(), 0);
+}
+
+#[tokio::test]
+async fn a_token_refusal_is_not_retried() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    env.emulator.token_faults().status(400, None);
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::Credentials { source, .. } => assert!(!source.is_transient(), "{source}"),
+        other => panic!("expected Credentials, got {other:?}"),
+    }
+    // Each of the refresh's two Admin API calls may ask once; a retried 400 would ask 3 times.
+    assert!(
+        env.emulator.token_requests() <= 2,
+        "{}",
+        env.emulator.token_requests()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_token_answer_is_not_quoted() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    env.emulator.token_faults().malformed(true);
+    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    match &err {
+        Error::Credentials { source, .. } => {
+            assert!(
+                source.to_string().contains("malformed token response"),
+                "{source}"
+            );
+            assert!(!source.is_transient());
+        }
+        other => panic!("expected Credentials, got {other:?}"),
+    }
+}
