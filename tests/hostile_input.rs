@@ -23,8 +23,8 @@ async fn mangled_names_of_a_real_instance_never_reach_the_admin_api() {
     let mangled = [
         format!("..:us-central1:{id}"),
         format!("test-project:..:{id}"),
-        format!("test-project:us-central1:.."),
-        format!("test-project:us-central1:."),
+        format!("{project_region}:.."),
+        format!("{project_region}:."),
         format!("{project_region}:{id}."),
         format!("{project_region}:.{id}"),
         format!("{project_region}:{id}\\"),
