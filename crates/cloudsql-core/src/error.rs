@@ -57,7 +57,8 @@ pub enum Error {
         status: u16,
         /// The API's status name, such as `PERMISSION_DENIED`, when the body carried one.
         api_status: Option<String>,
-        /// The API's own `error.message`, or the raw body when it had none.
+        /// The API's own `error.message`, or the start of the raw body when it had none; either
+        /// way at most a few hundred bytes, with control characters escaped.
         message: String,
     },
 
@@ -111,7 +112,7 @@ pub enum Error {
         instance: String,
         /// The region in the connection name.
         expected: String,
-        /// The region the Admin API reported.
+        /// The region the Admin API reported (cut short when long).
         actual: String,
     },
 
