@@ -7,8 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
+use tracing::debug;
 
 use crate::admin_api::wire::ConnectSettings;
+use crate::excerpt::{excerpt, is_hidden};
 use crate::keys::ClientKey;
 use crate::tls::{self, InstanceVerifier, ServerIdentity};
 use crate::{Engine, Error, InstanceConnectionName, IpType};
@@ -56,23 +58,34 @@ impl ConnInfo {
             method: "connectSettings",
             detail,
         };
-        let region = settings.region.clone().unwrap_or_default();
-        if region != name.region() {
-            return Err(Error::RegionMismatch {
-                instance: instance.clone(),
-                expected: name.region().to_owned(),
-                actual: region,
-            });
+        match settings.region.as_deref() {
+            None | Some("") => {
+                return Err(bad(
+                    "connectSettings has no region; the Admin API answer is incomplete, \
+                     so the instance cannot be checked against its connection name"
+                        .into(),
+                ));
+            }
+            Some(region) if region != name.region() => {
+                return Err(Error::RegionMismatch {
+                    instance: instance.clone(),
+                    expected: name.region().to_owned(),
+                    actual: excerpt(region),
+                });
+            }
+            Some(_) => {}
         }
         if let Some(backend) = settings.backend_type.as_deref()
             && backend != "SECOND_GEN"
         {
             return Err(Error::config(format!(
-                "instance `{instance}` has backend type {backend}; only SECOND_GEN instances are supported"
+                "instance `{instance}` has backend type {}; only SECOND_GEN instances are supported",
+                excerpt(backend)
             )));
         }
-        let database_version = settings.database_version.clone().unwrap_or_default();
-        let engine = Engine::from_database_version(&database_version);
+        let raw_version = settings.database_version.as_deref().unwrap_or_default();
+        let engine = Engine::from_database_version(raw_version);
+        let database_version = excerpt(raw_version);
 
         let addresses = addresses(&settings.ip_addresses, psc_dns_name(&settings));
 
@@ -222,13 +235,27 @@ fn addresses(ips: &[crate::admin_api::wire::IpMapping], psc: Option<String>) -> 
             "PRIVATE" => IpType::Private,
             _ => continue,
         };
+        if !plausible_host(&ip.ip_address) {
+            debug!(ip_type = %ip_type, "ignoring an address that is no IP address or host name");
+            continue;
+        }
         out.retain(|(t, _)| *t != ip_type);
         out.push((ip_type, ip.ip_address.clone()));
     }
-    if let Some(psc) = psc {
+    if let Some(psc) = psc.filter(|name| plausible_host(name)) {
         out.push((IpType::Psc, psc));
     }
     out
+}
+
+/// Whether an address from the Admin API can be dialed and quoted in messages: a host name or IP
+/// address of at most 253 visible ASCII characters.
+fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !is_hidden(c) && !matches!(c, '/' | '\\' | '@'))
 }
 
 /// RFC 3339 for messages.
@@ -304,5 +331,54 @@ mod tests {
             dns_scope: None,
         });
         assert_eq!(psc_dns_name(&s), None);
+    }
+
+    fn refused(json: serde_json::Value) -> Error {
+        let name: InstanceConnectionName = "p:us-central1:i".parse().unwrap();
+        let key = ClientKey::generate().unwrap();
+        ConnInfo::new(&name, settings(json), "", &key, None, SystemTime::now()).unwrap_err()
+    }
+
+    #[test]
+    fn a_missing_region_is_an_incomplete_answer_not_a_mismatch() {
+        for json in [serde_json::json!({}), serde_json::json!({"region": ""})] {
+            let err = refused(json);
+            assert!(matches!(err, Error::AdminApiResponse { .. }), "{err:?}");
+            assert!(err.to_string().contains("connectSettings has no region"), "{err}");
+        }
+    }
+
+    #[test]
+    fn api_fields_in_messages_are_bounded() {
+        let huge = format!("x\u{1b}[2J{}", "x".repeat(100_000));
+        let err = refused(serde_json::json!({"region": huge}));
+        let Error::RegionMismatch { actual, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(actual.len() < 300 && actual.contains("truncated"), "{actual}");
+        assert!(!err.to_string().contains('\u{1b}'));
+
+        let err = refused(serde_json::json!({"region": "us-central1", "backendType": huge}));
+        assert!(err.to_string().len() < 600, "{err}");
+    }
+
+    #[test]
+    fn implausible_addresses_are_ignored() {
+        let ip = |kind: &str, addr: &str| IpMapping {
+            kind: kind.into(),
+            ip_address: addr.into(),
+        };
+        let long = "1".repeat(300);
+        let ips = vec![
+            ip("PRIMARY", "1.2.3.4"),
+            ip("PRIMARY", &long),
+            ip("PRIVATE", "10.0.0.1\n"),
+            ip("PRIVATE", "evil.example/x"),
+        ];
+        assert_eq!(
+            addresses(&ips, Some("x\u{200b}.sql-psc.goog".into())),
+            vec![(IpType::Public, "1.2.3.4".to_owned())]
+        );
+        assert!(plausible_host("fd00::1") && plausible_host("a.b.sql-psc.goog"));
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::OnceCell;
 use tracing::debug;
 
 use crate::admin_api::AdminClient;
+use crate::excerpt::excerpt;
 use crate::{Error, InstanceConnectionName};
 
 /// How long a resolved name is reused before it is looked up again (failover may repoint it).
@@ -150,7 +151,10 @@ impl NameResolver {
                     .collect();
                 match pick_connection_name(values.clone()) {
                     Some(found) => return Ok(found),
-                    None => format!("no TXT record of it holds PROJECT:REGION:INSTANCE (found {values:?})"),
+                    None => format!(
+                        "no TXT record of it holds PROJECT:REGION:INSTANCE (found {})",
+                        excerpt(&format!("{values:?}"))
+                    ),
                 }
             }
             Err(e) if e.is_no_records_found() => "it has no TXT record".to_owned(),

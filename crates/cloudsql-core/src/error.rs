@@ -18,13 +18,15 @@ pub(crate) type Source = Arc<dyn StdError + Send + Sync + 'static>;
 pub enum Error {
     /// The instance connection name is malformed.
     #[error(
-        "invalid instance connection name `{input}`: must have format PROJECT:REGION:INSTANCE \
-         (or DOMAIN:PROJECT:REGION:INSTANCE for legacy domain-scoped projects), every part non-empty, \
+        "invalid instance connection name `{input}`: {reason}; it must have format PROJECT:REGION:INSTANCE \
+         (or DOMAIN:PROJECT:REGION:INSTANCE for legacy domain-scoped projects) with lowercase parts, \
          or be a DNS name whose TXT record holds one"
     )]
     InvalidInstanceName {
-        /// The input as given.
+        /// The input as given, cut short when long and with control characters escaped.
         input: String,
+        /// Which part is wrong and why.
+        reason: String,
     },
 
     /// A connector or dial option is invalid.
@@ -55,7 +57,8 @@ pub enum Error {
         status: u16,
         /// The API's status name, such as `PERMISSION_DENIED`, when the body carried one.
         api_status: Option<String>,
-        /// The API's own `error.message`, or the raw body when it had none.
+        /// The API's own `error.message`, or the start of the raw body when it had none; either
+        /// way at most a few hundred bytes, with control characters escaped.
         message: String,
     },
 
@@ -82,6 +85,23 @@ pub enum Error {
         detail: String,
     },
 
+    /// The Cloud SQL Admin API answered with a body larger than the connector accepts.
+    ///
+    /// Real answers are a few kilobytes, so this points at a wrong endpoint or something in
+    /// between (a proxy, a captive portal) rather than a passing fault; the call is not retried.
+    #[error(
+        "Cloud SQL Admin API {method} for instance `{instance}` answered with a body over {limit} bytes, \
+         which is not an Admin API answer; check the Admin API endpoint and any proxy in between"
+    )]
+    AdminApiResponseTooLarge {
+        /// The instance the call was for.
+        instance: String,
+        /// The API method.
+        method: &'static str,
+        /// The largest body accepted, in bytes.
+        limit: u64,
+    },
+
     /// The instance is in another region than its connection name says.
     #[error(
         "instance `{instance}` is in region `{actual}`, but the connection name says `{expected}`; \
@@ -92,7 +112,7 @@ pub enum Error {
         instance: String,
         /// The region in the connection name.
         expected: String,
-        /// The region the Admin API reported.
+        /// The region the Admin API reported (cut short when long).
         actual: String,
     },
 
@@ -288,6 +308,7 @@ impl Error {
             | Error::AdminApi { .. }
             | Error::AdminApiUnreachable { .. }
             | Error::AdminApiResponse { .. }
+            | Error::AdminApiResponseTooLarge { .. }
             | Error::InvalidCertificate { .. }
             | Error::DnsResolution { .. } => ErrorKind::Refresh,
             Error::Dial { .. }

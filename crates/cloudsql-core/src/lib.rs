@@ -20,6 +20,8 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod admin_api;
+mod backoff;
+mod capped_body;
 mod conn_info;
 mod connector;
 mod credentials;
@@ -27,6 +29,7 @@ mod dial;
 mod dns_name;
 mod engine;
 mod error;
+mod excerpt;
 mod instance_name;
 mod keys;
 mod local_socket;

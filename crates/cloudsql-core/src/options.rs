@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::{ClientProtocol, Engine};
+use crate::{ClientProtocol, Engine, Error};
 
 /// How long a connect may take, refresh included, unless configured otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,5 +119,45 @@ impl DialOptions {
     /// The IAM authn setting this connection asked for, if any.
     pub fn iam_authn_override(&self) -> Option<bool> {
         self.iam_authn
+    }
+
+    /// Refuses options no connect could honour, before any work is done.
+    #[allow(
+        dead_code,
+        reason = "Connector::connect_with calls it first (wired in on another branch)"
+    )]
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::config(
+                "DialOptions::timeout must be greater than zero; leave it unset to use the connector's timeout",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let err = DialOptions::new().timeout(Duration::ZERO).validate().unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("timeout must be greater than zero"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), crate::ErrorKind::Config);
+    }
+
+    #[test]
+    fn usable_options_pass() {
+        DialOptions::new().validate().unwrap();
+        DialOptions::new()
+            .timeout(Duration::from_nanos(1))
+            .ip_type(IpType::Psc)
+            .validate()
+            .unwrap();
     }
 }

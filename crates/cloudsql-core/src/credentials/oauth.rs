@@ -11,12 +11,18 @@ use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
+use tracing::debug;
 
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
+use crate::backoff::{jittered_backoff, retryable_status};
+use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
+use crate::excerpt::excerpt;
 
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const DEFAULT_UNIVERSE: &str = "googleapis.com";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How many times a token is asked for in all when the endpoint fails transiently.
+const TOKEN_ATTEMPTS: u32 = 3;
 
 /// A parsed credentials file. Secrets stay out of `Debug`.
 pub(crate) enum KeyFile {
@@ -52,8 +58,14 @@ struct RawKeyFile {
 
 impl KeyFile {
     pub(crate) fn parse(json: &[u8]) -> Result<Self, CredentialsError> {
-        let raw: RawKeyFile = serde_json::from_slice(json)
-            .map_err(|e| CredentialsError::with_source("credentials file is not valid JSON", e))?;
+        // serde_json's message may quote the input (a pasted key, a token), so only say where.
+        let raw: RawKeyFile = serde_json::from_slice(json).map_err(|e| {
+            CredentialsError::new(format!(
+                "credentials file is not a JSON credentials object ({}); use a service_account or \
+                 authorized_user JSON file",
+                json_error_position(&e)
+            ))
+        })?;
         let missing = |field: &str, kind: &str| {
             CredentialsError::new(format!("{kind} credentials file has no `{field}` field"))
         };
@@ -63,8 +75,9 @@ impl KeyFile {
             Some("service_account") => {
                 let kind = "service_account";
                 let pem_text = raw.private_key.ok_or_else(|| missing("private_key", kind))?;
-                let pem = pem::parse(pem_text.as_bytes()).map_err(|e| {
-                    CredentialsError::with_source("service account `private_key` is not PEM", e)
+                // The PEM parser's errors can quote the key's lines, so none is kept.
+                let pem = pem::parse(pem_text.as_bytes()).map_err(|_| {
+                    CredentialsError::new("service account `private_key` is not PEM; download a new JSON key")
                 })?;
                 let key = RsaKeyPair::from_pkcs8(pem.contents()).map_err(|_| {
                     CredentialsError::new(
@@ -89,9 +102,14 @@ impl KeyFile {
                     universe_domain,
                 })
             }
-            other => Err(CredentialsError::new(format!(
-                "unsupported credentials type {other:?}; use a service_account or authorized_user JSON file"
-            ))),
+            // The value is never quoted: a mangled file can hold a secret where `type` belongs.
+            Some(_) => Err(CredentialsError::new(
+                "unsupported credentials type (expected service_account or authorized_user); \
+                 use a service_account or authorized_user JSON file",
+            )),
+            None => Err(CredentialsError::new(
+                "credentials file has no `type` field (expected service_account or authorized_user)",
+            )),
         }
     }
 
@@ -180,28 +198,90 @@ struct TokenErrorResponse {
     error_description: Option<String>,
 }
 
-/// Reads a token endpoint's answer.
+/// Where a JSON error was, and what kind it was, without quoting the input.
+fn json_error_position(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "not the expected fields",
+        Category::Eof => "cut short",
+    };
+    format!("{kind} at line {}, column {}", e.line(), e.column())
+}
+
+/// Asks a token endpoint for a token, trying again after transient failures (HTTP 5xx and 429,
+/// connection errors, broken-off answers) with jittered backoff, up to [`TOKEN_ATTEMPTS`] tries.
+async fn exchange(
+    endpoint: &str,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<AccessToken, CredentialsError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read_token_response(request().send().await, endpoint).await {
+            Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
+                let pause = jittered_backoff(attempt - 1);
+                debug!(attempt, ?pause, %error, "retrying token request");
+                tokio::time::sleep(pause).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Reads a token endpoint's answer, marking failures worth another try as transient.
 async fn read_token_response(
     response: reqwest::Result<reqwest::Response>,
     endpoint: &str,
 ) -> Result<AccessToken, CredentialsError> {
+    let endpoint = excerpt(endpoint);
     let response = response.map_err(|e| {
         CredentialsError::with_source(format!("token endpoint {endpoint} could not be reached"), e)
+            .transient()
     })?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| {
-        CredentialsError::with_source(format!("token endpoint {endpoint} broke off its answer"), e)
-    })?;
     if !status.is_success() {
-        let detail = serde_json::from_slice::<TokenErrorResponse>(&body)
-            .map(|e| format!("{}: {}", e.error, e.error_description.unwrap_or_default()))
-            .unwrap_or_else(|_| format!("HTTP {status}"));
-        return Err(CredentialsError::new(format!(
-            "token endpoint {endpoint} refused the request ({detail})"
-        )));
+        let body = capped_body::read_prefix(response, ERROR_BODY_LIMIT)
+            .await
+            .map(|prefix| prefix.bytes)
+            .unwrap_or_default();
+        let detail = match serde_json::from_slice::<TokenErrorResponse>(&body) {
+            Ok(e) => match e.error_description {
+                Some(description) => format!("{}: {}", excerpt(&e.error), excerpt(&description)),
+                None => excerpt(&e.error),
+            },
+            Err(_) => "no OAuth2 error in the body".to_owned(),
+        };
+        return Err(if retryable_status(status.as_u16()) {
+            CredentialsError::new(format!(
+                "token endpoint {endpoint} failed with HTTP {status} ({detail})"
+            ))
+            .transient()
+        } else {
+            CredentialsError::new(format!(
+                "token endpoint {endpoint} refused the request with HTTP {status} ({detail})"
+            ))
+        });
     }
+    let body = capped_body::read_limited(response, BODY_LIMIT)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => CredentialsError::new(format!(
+                "token endpoint {endpoint} answered with a body over {BODY_LIMIT} bytes, which is not \
+                 a token response; check the token_uri and any proxy in between"
+            )),
+            BodyError::Transport(e) => {
+                CredentialsError::with_source(format!("token endpoint {endpoint} broke off its answer"), e)
+                    .transient()
+            }
+        })?;
+    // serde_json's message could quote the token, so only say where the body went wrong.
     let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-        CredentialsError::with_source(format!("token endpoint {endpoint} sent a malformed token"), e)
+        CredentialsError::new(format!(
+            "token endpoint {endpoint} sent a malformed token response ({})",
+            json_error_position(&e)
+        ))
     })?;
     let expires_at = parsed
         .expires_in
@@ -249,8 +329,7 @@ impl TokenSource for KeyFileSource {
                 KeyFile::ServiceAccount { token_uri, .. } => {
                     let assertion = self.key.assertion(self.scope, SystemTime::now())?;
                     let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
-                    let response = self.http.post(token_uri).form(&form).send().await;
-                    read_token_response(response, token_uri).await
+                    exchange(token_uri, || self.http.post(token_uri).form(&form)).await
                 }
                 KeyFile::AuthorizedUser {
                     client_id,
@@ -266,8 +345,7 @@ impl TokenSource for KeyFileSource {
                         ("refresh_token", refresh_token),
                         ("scope", self.scope),
                     ];
-                    let response = self.http.post(token_uri).form(&form).send().await;
-                    read_token_response(response, token_uri).await
+                    exchange(token_uri, || self.http.post(token_uri).form(&form)).await
                 }
             }
         })
@@ -303,20 +381,24 @@ impl TokenSource for MetadataSource {
             let host =
                 std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".to_owned());
             let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
-            let response = self
-                .http
-                .get(&url)
-                .query(&[("scopes", self.scope)])
-                .header("Metadata-Flavor", "Google")
-                .send()
-                .await;
-            read_token_response(response, &url).await
+            exchange(&url, || {
+                self.http
+                    .get(&url)
+                    .query(&[("scopes", self.scope)])
+                    .header("Metadata-Flavor", "Google")
+            })
+            .await
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
 
     #[test]
@@ -336,5 +418,128 @@ mod tests {
         let shown = format!("{key:?}");
         assert!(shown.contains("cid"));
         assert!(!shown.contains("s3cr3t") && !shown.contains("r3fr3sh"), "{shown}");
+    }
+
+    const SECRET: &str = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+
+    #[test]
+    fn parse_errors_never_quote_the_file() {
+        let cases = [
+            format!(r#"{{"type":"{SECRET}"}}"#),
+            format!(r#""{SECRET}""#),
+            format!(r#"["{SECRET}"]"#),
+            format!(r#"{{"type":"service_account","private_key":"{SECRET}","client_email":"a@b"}}"#),
+            format!(
+                r#"{{"type":"service_account","private_key":"-----BEGIN X-----\n{SECRET}\n-----END Y-----\n"}}"#
+            ),
+            format!(r#"{{"type":"authorized_user","client_secret":"{SECRET}"}}"#),
+            format!(r#"{{"type":"authorized_user","client_secret":"{SECRET}", oops}}"#),
+        ];
+        for json in cases {
+            let err = KeyFile::parse(json.as_bytes()).unwrap_err();
+            let mut shown = format!("{err} {err:?}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                shown.push_str(&s.to_string());
+                source = s.source();
+            }
+            assert!(!shown.contains("MIIEvQ"), "{json}: {shown}");
+        }
+        let err = KeyFile::parse(format!(r#"{{"type":"{SECRET}"}}"#).as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported credentials type (expected service_account or authorized_user); \
+             use a service_account or authorized_user JSON file"
+        );
+        let err = KeyFile::parse(format!(r#""{SECRET}""#).as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("line 1, column"), "{err}");
+    }
+
+    /// Answers each connection with the next canned response (status line and body) and counts
+    /// the requests.
+    async fn token_server(answers: Vec<(&'static str, String)>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut request = vec![0; 65536];
+                let _ = socket.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    fn ok_token() -> (&'static str, String) {
+        (
+            "200 OK",
+            r#"{"access_token":"ya29.fresh","expires_in":3600}"#.to_owned(),
+        )
+    }
+
+    async fn ask(url: &str) -> Result<AccessToken, CredentialsError> {
+        let http = http_client();
+        exchange(url, || http.post(url).form(&[("grant_type", "x")])).await
+    }
+
+    #[tokio::test]
+    async fn transient_token_failures_are_retried() {
+        let (url, count) = token_server(vec![
+            ("500 Internal Server Error", "<html>oops</html>".into()),
+            ("429 Too Many Requests", "{}".into()),
+            ok_token(),
+        ])
+        .await;
+        let token = ask(&url).await.unwrap();
+        assert_eq!(token.secret(), "ya29.fresh");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_after_three_tries() {
+        let busy = || ("503 Service Unavailable", String::new());
+        let (url, count) = token_server(vec![busy(), busy(), busy(), ok_token()]).await;
+        let err = ask(&url).await.unwrap_err();
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn refusals_are_not_retried_and_are_quoted_briefly() {
+        let description = format!("bad grant \u{1b}[2J{}", "d".repeat(50_000));
+        let body = serde_json::json!({"error": "invalid_grant", "error_description": description});
+        let (url, count) = token_server(vec![("400 Bad Request", body.to_string()), ok_token()]).await;
+        let err = ask(&url).await.unwrap_err();
+        assert!(!err.is_transient());
+        let shown = err.to_string();
+        assert!(shown.contains("invalid_grant: bad grant"), "{shown}");
+        assert!(shown.len() < 700 && !shown.contains('\u{1b}'), "{shown}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_token_is_not_quoted() {
+        let (url, _) = token_server(vec![("200 OK", r#""ya29.leaked-token""#.into())]).await;
+        let err = ask(&url).await.unwrap_err();
+        assert!(!err.to_string().contains("leaked-token"), "{err}");
+        assert!(!err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_token_answer_is_refused() {
+        let (url, count) = token_server(vec![("200 OK", "x".repeat(BODY_LIMIT + 1)), ok_token()]).await;
+        let err = ask(&url).await.unwrap_err();
+        assert!(err.to_string().contains("body over 1048576 bytes"), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "not retried");
     }
 }

@@ -44,10 +44,14 @@ impl fmt::Debug for AccessToken {
 }
 
 /// A token could not be obtained.
+///
+/// Its message never holds a token, key or other secret from a credentials file or a token
+/// response.
 #[derive(Debug, Clone)]
 pub struct CredentialsError {
     message: String,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+    transient: bool,
 }
 
 impl CredentialsError {
@@ -56,6 +60,7 @@ impl CredentialsError {
         Self {
             message: message.into(),
             source: None,
+            transient: false,
         }
     }
 
@@ -64,7 +69,22 @@ impl CredentialsError {
         Self {
             message: message.into(),
             source: Some(Arc::new(source)),
+            transient: false,
         }
+    }
+
+    /// Marks the error as transient: the token endpoint failed in a way (a server error, a
+    /// dropped connection) that a later attempt may not meet.
+    #[must_use]
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
+    }
+
+    /// Whether a later attempt may succeed where this one failed. Errors are permanent unless
+    /// marked [`transient`](Self::transient).
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 
@@ -77,5 +97,24 @@ impl fmt::Display for CredentialsError {
 impl StdError for CredentialsError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_permanent_unless_marked() {
+        assert!(!CredentialsError::new("x").is_transient());
+        assert!(CredentialsError::new("x").transient().is_transient());
+        let io = std::io::Error::other("reset");
+        assert!(CredentialsError::with_source("x", io).transient().is_transient());
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        let token = AccessToken::new("ya29.secret-value", None);
+        assert!(!format!("{token:?}").contains("secret-value"));
     }
 }
