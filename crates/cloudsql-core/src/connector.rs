@@ -127,6 +127,7 @@ impl Connector {
     /// A timeout is reported as [`Error::Timeout`] naming the stage that ran out of time, with
     /// the last refresh failure as its source when it was waiting for one.
     pub async fn connect_with(&self, instance: &str, options: &DialOptions) -> Result<CloudSqlStream, Error> {
+        options.validate()?;
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let span = debug_span!("connect", instance = %instance);
         let stage = StageCell::new(ConnectStage::ResolvingName);
@@ -247,6 +248,7 @@ impl Connector {
     /// Fails with [`Error::IncompatibleDriver`] unless the instance runs `options`' engine;
     /// warms the instance's cache either way.
     pub(crate) async fn check_engine(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
+        options.validate()?;
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
         let stage = StageCell::new(ConnectStage::ResolvingName);
         let cache_slot = std::sync::OnceLock::new();
@@ -349,7 +351,7 @@ fn timed_out(instance: &str, timeout: Duration, stage: &StageCell, cache: Option
         _ => None,
     };
     Error::Timeout {
-        instance: instance.to_owned(),
+        instance: crate::excerpt::excerpt(instance),
         timeout,
         stage,
         last_error,

@@ -122,6 +122,7 @@ impl LocalSocketBuilder {
         if self.connector.is_closed() {
             return Err(Error::Closed);
         }
+        self.options.validate()?;
         let reuse_key = match (&self.dir, &self.listen) {
             (None, Listen::Tcp(addr)) if addr.port() != 0 => None,
             (None, listen) => Some(format!("{}|{listen:?}|{:?}", self.instance, self.options)),

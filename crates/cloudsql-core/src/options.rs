@@ -122,10 +122,6 @@ impl DialOptions {
     }
 
     /// Refuses options no connect could honour, before any work is done.
-    #[allow(
-        dead_code,
-        reason = "Connector::connect_with calls it first (wired in on another branch)"
-    )]
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::config(

@@ -10,10 +10,6 @@ pub(crate) enum Attempts {
     Full,
     /// One try: a still-valid certificate is served meanwhile and the refresh limiter paces the
     /// next attempt, so in-call retries would only multiply calls during an outage.
-    #[allow(
-        dead_code,
-        reason = "the background refresh uses it once refresh/ is wired to the budget"
-    )]
     Single,
 }
 
