@@ -10,6 +10,9 @@ use crate::{CloudSqlClient, Error, connect_with};
 
 /// Opens pooled tiberius connections to one instance through the connector.
 ///
+/// A new connection whose TDS login fails starts a paced background refresh of the instance
+/// (see [`connect`](crate::connect)); bb8 gets the error as is.
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use cloudsql_mssql::bb8::CloudSqlConnectionManager;

@@ -57,11 +57,18 @@ pub enum Error {
 /// `config` supplies the authentication, database and application name; its host and port are
 /// ignored (the connector dials the instance) and its encryption is set to
 /// `EncryptionLevel::NotSupported` because the connector's TLS 1.3 tunnel already encrypts.
+///
+/// If the TDS login fails after the connector handed over its stream (a refused client
+/// certificate, a server that drops the session, but also a wrong password), the error is
+/// returned as tiberius reported it and the connector starts a paced background refresh of the
+/// instance's certificate and settings ([`Connector::force_refresh`]); later connects do not
+/// wait for it while the current certificate is valid.
 pub async fn connect(connector: &Connector, instance: &str, config: Config) -> Result<CloudSqlClient, Error> {
     connect_with(connector, instance, config, &DialOptions::new()).await
 }
 
-/// [`connect`] with per-connection options (IP type, timeout).
+/// [`connect`] with per-connection options (IP type, timeout). A failed login starts a paced
+/// background refresh, as with [`connect`].
 pub async fn connect_with(
     connector: &Connector,
     instance: &str,
@@ -72,5 +79,28 @@ pub async fn connect_with(
     let stream = connector.connect_with(instance, &options).await?;
     config.encryption(EncryptionLevel::NotSupported);
     tracing::debug!(instance, "starting TDS session over the connector stream");
-    Ok(Client::connect(config, stream.compat_write()).await?)
+    match Client::connect(config, stream.compat_write()).await {
+        Ok(client) => Ok(client),
+        Err(e) => {
+            refresh_after_failure(connector, instance, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The driver failed on a stream the connector handed over: the connector could not see why,
+/// so it refreshes in the background (paced; connects keep using a valid certificate).
+async fn refresh_after_failure(connector: &Connector, instance: &str, error: &tiberius::error::Error) {
+    tracing::debug!(
+        instance,
+        error = error as &dyn std::error::Error,
+        "SQL Server login failed; refreshing in the background"
+    );
+    if let Err(e) = connector.force_refresh(instance).await {
+        tracing::debug!(
+            instance,
+            error = &e as &dyn std::error::Error,
+            "could not start a refresh"
+        );
+    }
 }

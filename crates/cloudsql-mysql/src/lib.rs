@@ -98,11 +98,46 @@ pub async fn opts_with(
 }
 
 /// One mysql_async connection to `instance`.
+///
+/// If the MySQL handshake or login fails (a connection the server drops, but also a wrong
+/// password), the error is returned as mysql_async reported it and the connector starts a paced
+/// background refresh of the instance's certificate and settings
+/// ([`Connector::force_refresh`]); later connects do not wait for it while the current
+/// certificate is valid.
 pub async fn conn(connector: &Connector, instance: &str, opts: OptsBuilder) -> Result<Conn, Error> {
-    Ok(Conn::new(self::opts(connector, instance, opts).await?).await?)
+    let opts = self::opts(connector, instance, opts).await?;
+    match Conn::new(opts).await {
+        Ok(conn) => Ok(conn),
+        Err(e) => {
+            refresh_after_failure(connector, instance, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The driver failed on a connection the local socket relayed: the connector could not see
+/// why, so it refreshes in the background (paced; connects keep using a valid certificate).
+async fn refresh_after_failure(connector: &Connector, instance: &str, error: &mysql_async::Error) {
+    tracing::debug!(
+        instance,
+        error = error as &dyn std::error::Error,
+        "MySQL login failed; refreshing in the background"
+    );
+    if let Err(e) = connector.force_refresh(instance).await {
+        tracing::debug!(
+            instance,
+            error = &e as &dyn std::error::Error,
+            "could not start a refresh"
+        );
+    }
 }
 
 /// A mysql_async pool for `instance`; every new pooled connection goes through the connector.
+///
+/// The pool connects lazily and internally, with no hook for a failed connect, so a pooled
+/// connection's failed login does not start a refresh the way [`conn`] does. The connector
+/// still refreshes by itself when a dial fails, and when the instance refuses the client
+/// certificate (it sees the TLS alert in the relayed stream).
 pub async fn pool(connector: &Connector, instance: &str, opts: OptsBuilder) -> Result<Pool, Error> {
     pool_with(connector, instance, opts, &DialOptions::new()).await
 }

@@ -8,6 +8,9 @@ use crate::connect::connect_with;
 
 /// Opens pooled tokio-postgres connections to one instance through the connector.
 ///
+/// A new connection whose PostgreSQL startup or login fails starts a paced background refresh
+/// of the instance (see [`connect`](crate::connect)); bb8 gets the error as is.
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use cloudsql_postgres::bb8::CloudSqlConnectionManager;

@@ -23,6 +23,13 @@ pub type CloudSqlConnection = Connection<CloudSqlStream, NoTlsStream>;
 /// TLS 1.3. With automatic IAM authn, the user is the IAM principal (a service account's
 /// `.gserviceaccount.com` suffix is dropped for you) and no password is needed.
 ///
+/// If the PostgreSQL startup or login fails after the connector handed over its stream (a
+/// refused client certificate, a server that drops the session, but also a wrong password),
+/// the error is returned as tokio-postgres reported it and the connector starts a paced
+/// background refresh of the instance's certificate and settings
+/// ([`Connector::force_refresh`]); later connects do not wait for it while the current
+/// certificate is valid.
+///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let connector = cloudsql_core::Connector::builder().build()?;
@@ -42,7 +49,8 @@ pub async fn connect(
     connect_with(connector, instance, config, &DialOptions::new()).await
 }
 
-/// [`connect`] with per-connection options (IP type, IAM authn, timeout).
+/// [`connect`] with per-connection options (IP type, IAM authn, timeout). A failed startup or
+/// login starts a paced background refresh, as with [`connect`].
 pub async fn connect_with(
     connector: &Connector,
     instance: &str,
@@ -57,7 +65,30 @@ pub async fn connect_with(
         instance,
         iam_authn, "starting PostgreSQL session over the connector stream"
     );
-    Ok(config.connect_raw(stream, NoTls).await?)
+    match config.connect_raw(stream, NoTls).await {
+        Ok(pair) => Ok(pair),
+        Err(e) => {
+            refresh_after_failure(connector, instance, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The driver failed on a stream the connector handed over: the connector could not see why,
+/// so it refreshes in the background (paced; connects keep using a valid certificate).
+async fn refresh_after_failure(connector: &Connector, instance: &str, error: &tokio_postgres::Error) {
+    debug!(
+        instance,
+        error = error as &dyn std::error::Error,
+        "PostgreSQL startup failed; refreshing in the background"
+    );
+    if let Err(e) = connector.force_refresh(instance).await {
+        debug!(
+            instance,
+            error = &e as &dyn std::error::Error,
+            "could not start a refresh"
+        );
+    }
 }
 
 /// The config to use inside the tunnel: no TLS, and the IAM user name rule applied.

@@ -11,6 +11,9 @@ use crate::Error;
 use crate::connect::{connect_with, into_postgres_error};
 
 /// deadpool-postgres' connect hook, backed by the connector.
+///
+/// A pooled connection whose PostgreSQL startup or login fails starts a paced background
+/// refresh of the instance (see [`connect`](crate::connect)); the pool gets the error as is.
 #[derive(Debug, Clone)]
 pub struct CloudSqlConnect {
     connector: Connector,
@@ -68,6 +71,9 @@ pub fn manager(
 }
 
 /// A deadpool-postgres [`PoolBuilder`] for `instance`; set its size and timeouts, then `build()`.
+///
+/// Timeouts need a runtime: `.runtime(deadpool_postgres::Runtime::Tokio1)`. A connection whose
+/// login fails starts a paced background refresh (see [`connect`](crate::connect)).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

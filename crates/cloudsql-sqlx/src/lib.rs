@@ -48,3 +48,25 @@ pub enum Error {
     #[error("sqlx error")]
     Sqlx(#[from] sqlx::Error),
 }
+
+/// sqlx failed on a connection the local socket relayed: the connector could not see why, so
+/// it refreshes in the background (paced; connects keep using a valid certificate). sqlx's own
+/// configuration errors do not count.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn refresh_after_failure(connector: &cloudsql_core::Connector, instance: &str, error: &sqlx::Error) {
+    if matches!(error, sqlx::Error::Configuration(_)) {
+        return;
+    }
+    tracing::debug!(
+        instance,
+        error = error as &dyn std::error::Error,
+        "login failed; refreshing in the background"
+    );
+    if let Err(e) = connector.force_refresh(instance).await {
+        tracing::debug!(
+            instance,
+            error = &e as &dyn std::error::Error,
+            "could not start a refresh"
+        );
+    }
+}

@@ -42,6 +42,15 @@ pub async fn connect_options_with(
 }
 
 /// A `MySqlPool` whose every new connection goes through the connector.
+///
+/// `pool_options.connect_with` opens a first connection at once. If it fails inside sqlx (a
+/// connection the server drops, but also a wrong password), the error is returned as sqlx
+/// reported it and the connector starts a paced background refresh of the instance's
+/// certificate and settings ([`Connector::force_refresh`]); later connects do not wait for it
+/// while the current certificate is valid. Later connections are opened by the pool itself,
+/// which has no hook for a failed connect: their login failures do not start a refresh, but
+/// the connector still refreshes by itself when a dial fails or the instance refuses the
+/// client certificate (it sees the TLS alert in the relayed stream).
 pub async fn pool(
     connector: &Connector,
     instance: &str,
@@ -49,10 +58,11 @@ pub async fn pool(
     pool_options: MySqlPoolOptions,
 ) -> Result<MySqlPool, Error> {
     let options = connect_options(connector, instance, options).await?;
-    Ok(pool_options.connect_with(options).await?)
+    connect_pool(connector, instance, options, pool_options).await
 }
 
-/// A `MySqlPool` with per-connection dial options.
+/// A `MySqlPool` with per-connection dial options; a failed first connection starts a paced
+/// background refresh, as with [`pool`].
 pub async fn pool_with(
     connector: &Connector,
     instance: &str,
@@ -61,5 +71,21 @@ pub async fn pool_with(
     dial: &DialOptions,
 ) -> Result<MySqlPool, Error> {
     let options = connect_options_with(connector, instance, options, dial).await?;
-    Ok(pool_options.connect_with(options).await?)
+    connect_pool(connector, instance, options, pool_options).await
+}
+
+/// Opens the pool; a failure inside sqlx starts a background refresh.
+async fn connect_pool(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+    pool_options: MySqlPoolOptions,
+) -> Result<MySqlPool, Error> {
+    match pool_options.connect_with(options).await {
+        Ok(pool) => Ok(pool),
+        Err(e) => {
+            crate::refresh_after_failure(connector, instance, &e).await;
+            Err(e.into())
+        }
+    }
 }
