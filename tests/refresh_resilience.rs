@@ -224,12 +224,7 @@ async fn wrong_identity_server_keeps_its_error() {
     for strategy in STRATEGIES {
         let env = Env::new().await;
         let inst = env.add(env.pg_config()).await;
-        let connector = env
-            .builder()
-            .refresh_strategy(strategy)
-            .timeout(Duration::from_secs(3))
-            .build()
-            .unwrap();
+        let connector = connector(&env, strategy);
         let name = inst.connection_name().to_owned();
         connector.connect(&name).await.unwrap();
         inst.faults().wrong_identity(true);
