@@ -88,6 +88,51 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
+/// The 403 Google answers when the Cloud SQL Admin API is not enabled in the caller's project,
+/// with its `ErrorInfo` (`SERVICE_DISABLED`) and `Help` details.
+pub(crate) fn service_disabled(project: &str) -> Response {
+    let console = format!(
+        "https://console.developers.google.com/apis/api/sqladmin.googleapis.com/overview?project={project}"
+    );
+    let message = format!(
+        "Cloud SQL Admin API has not been used in project {project} before or it is disabled. \
+         Enable it by visiting {console} then retry. If you enabled this API recently, wait a few \
+         minutes for the action to propagate to our systems and retry."
+    );
+    let body = json!({
+        "error": {
+            "code": 403,
+            "message": message,
+            "errors": [{
+                "message": message,
+                "domain": "usageLimits",
+                "reason": "accessNotConfigured",
+                "extendedHelp": "https://console.developers.google.com",
+            }],
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "SERVICE_DISABLED",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "sqladmin.googleapis.com",
+                        "consumer": format!("projects/{project}"),
+                    },
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.Help",
+                    "links": [{
+                        "description": "Google developers console API activation",
+                        "url": console,
+                    }],
+                },
+            ],
+        }
+    });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
 /// A Google-shaped error response.
 pub(crate) fn api_error(code: u16, message: &str) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -161,6 +206,9 @@ async fn begin(
         principal: grant.principal,
     });
     let faults = inst.faults().snapshot();
+    if faults.api_disabled {
+        return Err(service_disabled(project));
+    }
     let delay = faults.admin_delay(method);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;

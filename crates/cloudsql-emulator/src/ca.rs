@@ -87,21 +87,23 @@ impl Ca {
         &self.der
     }
 
-    /// A server certificate with `common_name` and the given SAN DNS names (none for legacy).
-    /// `chain_tail` are the certificates to send after the leaf (intermediates).
-    pub(crate) fn server_cert(
+    /// A server certificate with `common_name` and the given SAN DNS names (none for legacy),
+    /// valid from `validity.0` to `validity.1`. `chain_tail` are the certificates to send after
+    /// the leaf (intermediates).
+    pub(crate) fn server_cert_valid(
         &self,
         common_name: &str,
         dns_names: &[String],
         chain_tail: &[CertificateDer<'static>],
+        validity: (OffsetDateTime, OffsetDateTime),
     ) -> anyhow::Result<ServerCert> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(dns_names.to_vec())?;
         params.distinguished_name = name(common_name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(3600);
-        params.not_after = OffsetDateTime::now_utc() + Duration::from_secs(365 * 24 * 3600);
+        params.not_before = validity.0;
+        params.not_after = validity.1;
         params.serial_number = Some(random_serial());
         let cert = params.signed_by(&key, &self.issuer)?;
         let mut chain = vec![cert.der().clone()];

@@ -103,6 +103,15 @@ pub struct InstanceConfig {
     /// SQL logins the TDS test responder accepts.
     #[serde(default)]
     pub sql_logins: Vec<SqlLogin>,
+    /// How long the proxy waits for a client to finish its database login handshake (startup
+    /// message, MySQL handshake response) before closing the connection, in seconds in the
+    /// config file. Cloud SQL's server side does not wait forever for a silent client either.
+    #[serde(default = "thirty_seconds", deserialize_with = "secs::deserialize")]
+    pub login_timeout: Duration,
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// A SQL Server login (user and password) the TDS test responder accepts.
@@ -157,6 +166,7 @@ impl InstanceConfig {
             mdx: false,
             tds_responder: false,
             sql_logins: Vec::new(),
+            login_timeout: thirty_seconds(),
         }
     }
 
@@ -221,6 +231,13 @@ impl InstanceConfig {
     #[must_use]
     pub fn cert_lifetime(mut self, lifetime: Duration) -> Self {
         self.cert_lifetime = lifetime;
+        self
+    }
+
+    /// Sets how long the proxy waits for a client's database login handshake.
+    #[must_use]
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.login_timeout = timeout;
         self
     }
 

@@ -47,6 +47,33 @@ pub struct FaultState {
     pub wrong_identity: bool,
     /// Present a server certificate signed by an unrelated CA.
     pub wrong_ca: bool,
+    /// Present a server certificate with this defect (validity or one of its two names).
+    pub server_cert: Option<ServerCertFault>,
+    /// Close proxy connections right after the TLS handshake, before any database byte.
+    pub reset_after_handshake: bool,
+    /// Wait this many milliseconds before answering the client's TLS hello.
+    pub handshake_delay_ms: u64,
+    /// The database behind the proxy is unreachable: the proxy completes the TLS handshake, then
+    /// closes the connection without a database greeting.
+    pub backend_unreachable: bool,
+    /// The Cloud SQL Admin API is disabled in the project: every call answers 403
+    /// `SERVICE_DISABLED` with Google's `ErrorInfo` details.
+    pub api_disabled: bool,
+}
+
+/// A server certificate signed by the right CA but defective in one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerCertFault {
+    /// Its validity ended an hour ago.
+    Expired,
+    /// Its validity starts in an hour.
+    NotYetValid,
+    /// The right common name (`project:instance`) but SAN DNS names of another instance.
+    WrongSan,
+    /// The instance's SAN DNS names but the common name of another instance.
+    WrongCn,
 }
 
 impl Faults {
@@ -121,6 +148,32 @@ impl Faults {
     /// Drop proxy connections right after accepting them.
     pub fn proxy_reset(&self, on: bool) {
         lock(&self.state).proxy_reset = on;
+    }
+
+    /// Present a server certificate with `fault` (`None`: the real one).
+    pub fn server_cert(&self, fault: Option<ServerCertFault>) {
+        lock(&self.state).server_cert = fault;
+    }
+
+    /// Close proxy connections right after the TLS handshake.
+    pub fn reset_after_handshake(&self, on: bool) {
+        lock(&self.state).reset_after_handshake = on;
+    }
+
+    /// Delay the proxy's TLS handshake.
+    pub fn handshake_delay(&self, delay: Duration) {
+        lock(&self.state).handshake_delay_ms = millis(delay);
+    }
+
+    /// Make the database behind the proxy unreachable.
+    pub fn backend_unreachable(&self, on: bool) {
+        lock(&self.state).backend_unreachable = on;
+    }
+
+    /// Answer every Admin API call with 403 `SERVICE_DISABLED`, as a project without the
+    /// Cloud SQL Admin API enabled does.
+    pub fn api_disabled(&self, on: bool) {
+        lock(&self.state).api_disabled = on;
     }
 
     /// Present a server certificate that names another instance.

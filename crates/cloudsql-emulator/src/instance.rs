@@ -13,11 +13,12 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::ca::{Ca, ServerCert};
 use crate::config::{CaMode, InstanceConfig};
 use crate::counters::Counters;
-use crate::faults::Faults;
+use crate::faults::{Faults, ServerCertFault};
 use crate::listeners::Listeners;
 use crate::naming::split_connection_name;
 use crate::oauth::{hex, lock};
@@ -83,11 +84,50 @@ impl Hierarchy {
     }
 
     fn leaf(&self, common_name: &str, dns_names: &[String]) -> anyhow::Result<ServerCert> {
+        let now = time::OffsetDateTime::now_utc();
+        let validity = (
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(365 * 24 * 3600),
+        );
+        self.leaf_valid(common_name, dns_names, validity)
+    }
+
+    /// A leaf with the given validity; legacy hierarchies put no SAN in it.
+    fn leaf_valid(
+        &self,
+        common_name: &str,
+        dns_names: &[String],
+        validity: (time::OffsetDateTime, time::OffsetDateTime),
+    ) -> anyhow::Result<ServerCert> {
         match &self.intermediate {
-            Some(intermediate) => {
-                intermediate.server_cert(common_name, dns_names, &[intermediate.der().clone()])
+            Some(intermediate) => intermediate.server_cert_valid(
+                common_name,
+                dns_names,
+                &[intermediate.der().clone()],
+                validity,
+            ),
+            None => self.root.server_cert_valid(common_name, &[], &[], validity),
+        }
+    }
+
+    /// A leaf with `fault`: expired, not yet valid, or one of its names another instance's.
+    fn faulty_leaf(
+        &self,
+        fault: ServerCertFault,
+        common_name: &str,
+        dns_names: &[String],
+    ) -> anyhow::Result<ServerCert> {
+        let now = time::OffsetDateTime::now_utc();
+        let hour = Duration::from_secs(3600);
+        let usual = (now - hour, now + Duration::from_secs(365 * 24 * 3600));
+        let others = ["other-instance.example.com".to_owned()];
+        match fault {
+            ServerCertFault::Expired => self.leaf_valid(common_name, dns_names, (now - 2 * hour, now - hour)),
+            ServerCertFault::NotYetValid => {
+                self.leaf_valid(common_name, dns_names, (now + hour, now + 2 * hour))
             }
-            None => self.root.server_cert(common_name, &[], &[]),
+            ServerCertFault::WrongSan => self.leaf_valid(common_name, &others, usual),
+            ServerCertFault::WrongCn => self.leaf_valid("other-project:other-instance", dns_names, usual),
         }
     }
 }
@@ -288,6 +328,19 @@ impl Instance {
     /// The TLS config to serve the next connection with, faults applied.
     pub(crate) fn tls_config(&self) -> Arc<ServerConfig> {
         let faults = self.faults.snapshot();
+        if let Some(fault) = faults.server_cert {
+            let roots = lock(&self.client).roots.clone();
+            let common_name = format!("{}:{}", self.project, self.name);
+            let built = lock(&self.hierarchy)
+                .faulty_leaf(fault, &common_name, &self.dns_names())
+                .and_then(|leaf| server_config(&roots, leaf));
+            match built {
+                Ok(config) => return config,
+                Err(e) => {
+                    warn!(instance = %self.config.connection_name, error = %e, "cannot build the faulty server certificate; serving the real one")
+                }
+            }
+        }
         let server = lock(&self.server);
         if faults.wrong_ca {
             server.wrong_ca.clone()
@@ -364,6 +417,20 @@ impl Instance {
     /// The proxy's listeners.
     pub(crate) fn listeners(&self) -> &Listeners {
         &self.listeners
+    }
+
+    /// Connects to the database behind the proxy (refused while the `backend_unreachable` fault
+    /// is on, as a database that is down would be).
+    pub(crate) async fn connect_backend(&self) -> io::Result<tokio::net::TcpStream> {
+        if self.faults.snapshot().backend_unreachable {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "fault: the database behind the proxy is unreachable",
+            ));
+        }
+        let backend = tokio::net::TcpStream::connect(self.config.backend).await?;
+        backend.set_nodelay(true)?;
+        Ok(backend)
     }
 
     /// `project:region:instance`.

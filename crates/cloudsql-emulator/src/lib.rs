@@ -50,5 +50,5 @@ pub use config::{CaMode, FileConfig, IamUser, InstanceConfig, SqlLogin};
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
-pub use faults::{FaultState, Faults, TokenFaultState, TokenFaults};
+pub use faults::{FaultState, Faults, ServerCertFault, TokenFaultState, TokenFaults};
 pub use instance::{Instance, PROXY_PORT};

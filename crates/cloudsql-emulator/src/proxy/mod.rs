@@ -65,6 +65,13 @@ async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
         // Accepted just before a stop: cut like every other open connection.
         return;
     }
+    let delay = instance.faults().snapshot().handshake_delay_ms;
+    if delay > 0 {
+        tokio::select! {
+            () = reset.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(delay)) => {}
+        }
+    }
     let acceptor = TlsAcceptor::from(instance.tls_config());
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
     let tls = tokio::select! {
@@ -79,6 +86,13 @@ async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
         },
     };
     instance.counters().record_connection();
+    if instance.faults().snapshot().reset_after_handshake {
+        debug!(
+            instance = instance.connection_name(),
+            "fault: closing the connection after the TLS handshake"
+        );
+        return;
+    }
     let issued = tls
         .get_ref()
         .1
@@ -94,6 +108,22 @@ async fn serve(instance: Arc<Instance>, tcp: TcpStream) {
     if let Err(e) = result {
         debug!(instance = instance.connection_name(), error = %e, "proxy session ended with an error");
     }
+}
+
+/// Bounds a read of the client's login handshake by the instance's login timeout, so a silent
+/// client cannot hold a proxy connection forever.
+pub(super) async fn within_login<T>(
+    instance: &Instance,
+    read: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(instance.config.login_timeout, read)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not finish its login handshake in time",
+            )
+        })?
 }
 
 async fn session<S>(instance: &Instance, client: S, issued: Issued) -> std::io::Result<()>
@@ -127,8 +157,7 @@ async fn relay<S>(mut client: S, instance: &Instance) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut backend = TcpStream::connect(instance.config.backend).await?;
-    backend.set_nodelay(true)?;
+    let mut backend = instance.connect_backend().await?;
     tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 
 use aws_lc_rs::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::config::IamUser;
@@ -184,8 +183,7 @@ pub(super) async fn serve<S>(mut client: S, instance: &Instance, issued: Issued)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut backend = TcpStream::connect(instance.config.backend).await?;
-    backend.set_nodelay(true)?;
+    let mut backend = instance.connect_backend().await?;
     let (seq, mut greeting) = read_packet(&mut backend).await?;
     let parsed = parse_greeting(&greeting);
     if let Some(g) = &parsed {
@@ -194,7 +192,7 @@ where
     }
     write_packet(&mut client, seq, &greeting).await?;
 
-    let (client_seq, response) = read_packet(&mut client).await?;
+    let (client_seq, response) = super::within_login(instance, read_packet(&mut client)).await?;
     let Some(parsed_response) = parse_response(&response) else {
         // Not something we understand (or an error): relay it as is.
         write_packet(&mut backend, client_seq, &response).await?;

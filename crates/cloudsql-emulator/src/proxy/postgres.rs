@@ -106,7 +106,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let startup = loop {
-        let body = read_startup(&mut client).await?;
+        let body = super::within_login(instance, read_startup(&mut client)).await?;
         let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         match code {
             SSL_REQUEST | GSSENC_REQUEST => {
@@ -115,7 +115,7 @@ where
                 client.flush().await?;
             }
             CANCEL_REQUEST => {
-                let mut backend = TcpStream::connect(instance.config.backend).await?;
+                let mut backend = instance.connect_backend().await?;
                 backend.write_all(&frame_untagged(&body)?).await?;
                 return Ok(());
             }
@@ -157,8 +157,7 @@ where
         return Ok(());
     }
 
-    let mut backend = TcpStream::connect(instance.config.backend).await?;
-    backend.set_nodelay(true)?;
+    let mut backend = instance.connect_backend().await?;
     backend.write_all(&frame_untagged(&startup)?).await?;
     if let Some(iam) = iam_user {
         if !login(&mut client, &mut backend, &user, &iam.backend_password).await? {
