@@ -24,11 +24,10 @@
 //! `@` is taken for you) and no password is sent. Connecting to an instance that is not MySQL
 //! fails with [`cloudsql_core::Error::IncompatibleDriver`] before any socket is created.
 //!
-//! The options, connections and pools this crate returns keep the
-//! [`Connector`](cloudsql_core::Connector) and its local socket alive: dropping your own
-//! connector handles does not cut them off. [`Connector::close`](cloudsql_core::Connector::close)
-//! leaves open connections working; new ones fail with a MySQL error saying the connector is
-//! closed.
+//! The options, connections and pools this crate returns keep the [`Connector`] and its local
+//! socket alive: dropping your own connector handles does not cut them off.
+//! [`Connector::close`] leaves open connections working; new ones fail with a MySQL error saying
+//! the connector is closed.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

@@ -64,7 +64,7 @@ async fn socket_options(
 ///
 /// `pool_options.connect_with` opens a first connection at once. If the connector cannot reach
 /// the instance for it (a refused server certificate, a timeout), the error is the connector's
-/// ([`Error::Connector`](crate::Error::Connector)), as the local socket recorded it. If it fails
+/// ([`Error::Connector`]), as the local socket recorded it. If it fails
 /// inside sqlx (a connection the server drops, but also a wrong password), the error is returned
 /// as sqlx reported it and the connector starts a paced background refresh of the instance's
 /// certificate and settings ([`Connector::force_refresh`]); later connects do not wait for it
