@@ -215,7 +215,7 @@ async fn shutdown_removes_the_socket_and_ends_relayed_connections() {
 }
 
 #[tokio::test]
-async fn dropping_the_connector_removes_the_socket() {
+async fn dropping_the_connector_removes_the_socket_and_closing_refuses_new_connections() {
     let env = Env::new().await;
     let inst = env.add(env.pg_config()).await;
     let connector = env.connector();
@@ -239,7 +239,26 @@ async fn dropping_the_connector_removes_the_socket() {
         .unwrap();
     let path = socket.path().unwrap().to_owned();
     connector.close().await;
-    assert!(!path.exists(), "socket removed when the connector is closed");
+    // Closed: the socket stays to refuse new connections with the connector's error.
+    let err = select_one_via(&socket).await.unwrap_err();
+    assert!(chain_text(&err).contains("the connector is closed"), "{err:?}");
+    assert!(matches!(socket.last_error(), Some(Error::Closed)));
+    drop(connector);
+    assert!(
+        !path.exists(),
+        "socket removed when the closed connector is dropped"
+    );
+}
+
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
 }
 
 #[tokio::test]

@@ -31,7 +31,9 @@ type CacheKey = (InstanceConnectionName, bool);
 /// One connector serves any number of instances and connections: it keeps each instance's
 /// certificate fresh and shares one RSA key among them. Create one per process and clone it
 /// (clones share everything); the last clone dropped stops all background work, as does
-/// [`close`](Connector::close).
+/// [`close`](Connector::close). Dropping it also stops its local sockets' listeners; connections
+/// they relay stay open. The pools the driver crates build hold a clone, so they keep working
+/// when the application drops its own.
 ///
 /// ```no_run
 /// use cloudsql_core::Connector;
@@ -282,7 +284,13 @@ impl Connector {
 
     /// Stops all refreshes, including those in flight (no Admin API call is made afterwards).
     /// Connects waiting for a refresh, and every connect afterwards, fail with [`Error::Closed`].
-    /// Streams already open stay open.
+    ///
+    /// Streams already open stay open, and so do connections relayed by local sockets: a pool of
+    /// sqlx or mysql_async connections keeps working on the connections it has. The local
+    /// sockets stay in place but refuse every new connection with [`Error::Closed`] (the driver
+    /// is told so in its own protocol, a `warn!` line says so, and
+    /// [`LocalSocket::last_error`](crate::LocalSocket::last_error) returns it); they are removed
+    /// when the last clone of the connector is dropped.
     pub async fn close(&self) {
         self.inner.close();
         tokio::task::yield_now().await;
@@ -375,13 +383,15 @@ impl Inner {
         for cache in caches.values() {
             cache.close();
         }
-        self.sockets.shutdown_all();
+        // Local sockets keep listening, to refuse new connections with `Error::Closed` rather
+        // than leave clients a missing file; they stop when the last clone drops.
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
+        self.sockets.stop_all();
     }
 }
 

@@ -21,8 +21,12 @@
 //! # let _ = one; Ok(()) }
 //! ```
 //!
-//! Keep the [`Connector`](cloudsql_core::Connector) alive as long as the pools that use it: the
-//! local socket belongs to the connector and is removed when it is closed or dropped.
+//! The pools built here (`postgres::pool`, `mysql::pool`, …) keep the
+//! [`Connector`](cloudsql_core::Connector) and its local socket alive until they are closed or
+//! dropped, so dropping your own connector handles does not cut them off.
+//! [`Connector::close`](cloudsql_core::Connector::close) leaves open connections working; new
+//! ones fail with a database error saying the connector is closed. Options from
+//! `connect_options` do not hold the connector: keep a clone of it while you use them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -68,5 +72,55 @@ async fn refresh_after_failure(connector: &cloudsql_core::Connector, instance: &
             error = &e as &dyn std::error::Error,
             "could not start a refresh"
         );
+    }
+}
+
+/// Keeps the connector and its local socket alive until `pool` is closed or dropped (sqlx fires
+/// its close event either way); the task holds no reference to the pool itself.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn keep_alive<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    connector: &cloudsql_core::Connector,
+    socket: &cloudsql_core::LocalSocket,
+) {
+    let closed = pool.close_event();
+    let guard = (connector.clone(), socket.clone());
+    tokio::spawn(async move {
+        closed.await;
+        drop(guard);
+    });
+}
+
+/// Opens the pool. When the first connection fails because the local socket could not dial the
+/// instance (since `failed_dials`), the error is the connector's, as the socket recorded it;
+/// any other failure inside sqlx starts a background refresh.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn connect_pool<DB: sqlx::Database>(
+    connector: &cloudsql_core::Connector,
+    instance: &str,
+    socket: &cloudsql_core::LocalSocket,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    pool_options: sqlx::pool::PoolOptions<DB>,
+) -> Result<sqlx::Pool<DB>, Error> {
+    let failed_dials = socket.failed_dials();
+    match pool_options.connect_with(options).await {
+        Ok(pool) => {
+            keep_alive(&pool, connector, socket);
+            Ok(pool)
+        }
+        Err(e) => {
+            if socket.failed_dials() != failed_dials
+                && let Some(cause) = socket.last_error()
+            {
+                tracing::debug!(
+                    instance,
+                    error = &e as &dyn std::error::Error,
+                    "sqlx connect failed because the local socket could not dial the instance"
+                );
+                return Err(cause.into());
+            }
+            refresh_after_failure(connector, instance, &e).await;
+            Err(e.into())
+        }
     }
 }

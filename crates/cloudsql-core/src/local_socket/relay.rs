@@ -1,0 +1,140 @@
+//! The accept loop and the per-connection relay: one dial through the connector per accepted
+//! client, then bytes copied both ways until either side closes.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::registry::SocketState;
+use crate::connector::WeakConnector;
+use crate::{DialOptions, Error};
+
+/// Relay buffer size each way; larger than tokio's 8 KiB default for bulk reads.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+pub(super) enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+/// An accepted client connection.
+enum Client {
+    Tcp(tokio::net::TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+/// Accepts until `stop` is cancelled; each client gets its own relay task in `tasks`.
+pub(super) async fn accept_loop(
+    listener: Listener,
+    connector: WeakConnector,
+    options: DialOptions,
+    state: Arc<SocketState>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = accept(&listener) => accepted,
+        };
+        match accepted {
+            Ok(client) => {
+                tasks.spawn(relay(client, connector.clone(), options.clone(), state.clone()));
+            }
+            Err(e) => {
+                warn!(instance = %state.instance, socket = %state.endpoint, error = %e, "local socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    debug!(instance = %state.instance, socket = %state.endpoint, "local socket stopped accepting");
+}
+
+async fn accept(listener: &Listener) -> io::Result<Client> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, _) = l.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok(Client::Tcp(stream))
+        }
+        #[cfg(unix)]
+        Listener::Unix(l) => Ok(Client::Unix(l.accept().await?.0)),
+    }
+}
+
+async fn relay(client: Client, connector: WeakConnector, options: DialOptions, state: Arc<SocketState>) {
+    match client {
+        Client::Tcp(s) => relay_stream(s, connector, options, state).await,
+        #[cfg(unix)]
+        Client::Unix(s) => relay_stream(s, connector, options, state).await,
+    }
+}
+
+async fn relay_stream<S>(
+    mut client: S,
+    connector: WeakConnector,
+    options: DialOptions,
+    state: Arc<SocketState>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let dialed = match connector.upgrade() {
+        Some(connector) => {
+            tokio::select! {
+                () = state.relay_stop.cancelled() => return,
+                dialed = connector.connect_with(&state.instance, &options) => dialed,
+            }
+            // The connector is dropped here: a relay does not keep it alive.
+        }
+        None => Err(Error::Closed),
+    };
+    let mut server = match dialed {
+        Ok(server) => server,
+        Err(e) => {
+            refuse(&mut client, &state, &e).await;
+            return;
+        }
+    };
+    tokio::select! {
+        () = state.relay_stop.cancelled() => {
+            let _ = client.shutdown().await;
+            let _ = server.shutdown().await;
+        }
+        result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, RELAY_BUFFER, RELAY_BUFFER) => {
+            if let Err(e) = result {
+                debug!(instance = %state.instance, error = %e, "relayed connection ended with an error");
+            }
+        }
+    }
+}
+
+/// Records the failure, logs it with its chain, and tells the client in its own protocol.
+async fn refuse<S>(client: &mut S, state: &SocketState, error: &Error)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    state.record_failure(error);
+    if matches!(error, Error::Closed) {
+        warn!(
+            instance = %state.instance,
+            socket = %state.endpoint,
+            error = error as &dyn std::error::Error,
+            "the connector is closed; refusing a local socket connection"
+        );
+    } else {
+        warn!(
+            instance = %state.instance,
+            socket = %state.endpoint,
+            error = error as &dyn std::error::Error,
+            "local socket could not dial the instance; refusing the client connection"
+        );
+    }
+    state.refusal.send(client, error).await;
+}

@@ -1,0 +1,99 @@
+//! The socket's private directory and the bind that replaces only stale sockets (Unix only).
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+
+use crate::Error;
+
+fn private_mode(meta: &std::fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o077 == 0
+}
+
+/// The socket's directory: the given one (created if missing; it must be a directory private
+/// to this user), or a new private one under the temp dir. Returns whether we created it.
+pub(super) fn private_dir(dir: Option<&Path>) -> Result<(PathBuf, bool), Error> {
+    let (dir, fresh) = match dir {
+        Some(dir) => (dir.to_path_buf(), false),
+        None => {
+            let name = format!("cloudsql-{}-{:016x}", std::process::id(), rand::random::<u64>());
+            (std::env::temp_dir().join(name), true)
+        }
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => return Ok((dir, true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !fresh => {}
+        Err(e) => {
+            return Err(Error::config(format!(
+                "cannot create socket directory {}: {e}",
+                dir.display()
+            )));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .map_err(|e| Error::config(format!("cannot inspect {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::config(format!("{} is not a directory", dir.display())));
+    }
+    if !private_mode(&meta) || meta.uid() != current_uid() {
+        return Err(Error::config(format!(
+            "socket directory {} must belong to the current user with mode 0700 (it has {:o}); \
+             other users could reach the database through it",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    Ok((dir, false))
+}
+
+/// The uid of this process, read from a file it creates (no unsafe `getuid`).
+fn current_uid() -> u32 {
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| {
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or_else(|_| {
+                let probe = std::env::temp_dir().join(format!("cloudsql-uid-{}", std::process::id()));
+                let uid = std::fs::write(&probe, b"")
+                    .and_then(|()| std::fs::metadata(&probe))
+                    .map(|m| m.uid())
+                    .unwrap_or(u32::MAX);
+                let _ = std::fs::remove_file(&probe);
+                uid
+            })
+    })
+}
+
+/// Binds the socket, replacing a stale one from a crashed run but never a live one or a
+/// file that is not a socket; the socket file gets mode 0600.
+pub(super) fn bind(path: &Path) -> Result<UnixListener, Error> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::config(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(Error::config(format!(
+                    "{} is in use by a running process; choose another directory or name",
+                    path.display()
+                )));
+            }
+            Err(_) => {
+                tracing::debug!(path = %path.display(), "replacing a stale socket");
+                std::fs::remove_file(path).map_err(|e| {
+                    Error::config(format!("cannot remove stale socket {}: {e}", path.display()))
+                })?;
+            }
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| Error::config(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::config(format!("cannot restrict {}: {e}", path.display())))?;
+    Ok(listener)
+}
