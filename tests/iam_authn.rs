@@ -56,7 +56,10 @@ async fn iam_user_is_refused_without_iam_authn() {
     let env = Env::new().await;
     let (inst, db_user) = iam_instance(&env, &env.sa_email).await;
     let connector = env.connector();
-    let err = cloudsql::postgres::connect(&connector, inst.connection_name(), &login(&db_user))
+    // Without automatic IAM authn the password must be an access token (manual IAM authn).
+    let mut not_a_token = login(&db_user);
+    not_a_token.password("not-a-token");
+    let err = cloudsql::postgres::connect(&connector, inst.connection_name(), &not_a_token)
         .await
         .map(|_| ())
         .unwrap_err();
@@ -64,7 +67,7 @@ async fn iam_user_is_refused_without_iam_authn() {
         panic!("expected a PostgreSQL error, got {err:?}")
     };
     let db = pg.as_db_error().expect("server error");
-    assert_eq!(db.code().code(), "28000");
+    assert_eq!(db.code().code(), "28P01");
     assert!(db.message().contains("IAM"), "{}", db.message());
 
     // The same connector turns IAM authn on per connection and succeeds.

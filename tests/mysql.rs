@@ -127,11 +127,16 @@ async fn iam_login_needs_an_iam_certificate() {
     assert_eq!(current.unwrap(), format!("{db_user}@%"));
     conn.disconnect().await.unwrap();
 
-    // Without it, the same user is refused even though the backend has the user.
+    // Without it, the same user is refused even though the backend has the user: the password
+    // must then be an access token of the principal (manual IAM authn), and this one is not.
     let plain = env.connector();
-    let err = cloudsql::mysql::conn(&plain, inst.connection_name(), mysql_login(&db_user, None))
-        .await
-        .unwrap_err();
+    let err = cloudsql::mysql::conn(
+        &plain,
+        inst.connection_name(),
+        mysql_login(&db_user, Some("not-a-token")).enable_cleartext_plugin(true),
+    )
+    .await
+    .unwrap_err();
     match err {
         cloudsql::mysql::Error::MySql(mysql_async::Error::Server(e)) => {
             assert_eq!(e.code, 1045);

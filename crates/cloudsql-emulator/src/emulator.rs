@@ -18,7 +18,7 @@ use crate::oauth::OAuth;
 
 /// Shared state behind the HTTP handlers.
 pub(crate) struct State {
-    pub(crate) oauth: OAuth,
+    pub(crate) oauth: Arc<OAuth>,
     pub(crate) metadata_principal: std::sync::Mutex<Option<String>>,
     pub(crate) zone: Arc<crate::dns::Zone>,
     pub(crate) token_faults: TokenFaults,
@@ -88,7 +88,7 @@ impl Emulator {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            oauth: OAuth::new(format!("http://{addr}/token")),
+            oauth: Arc::new(OAuth::new(format!("http://{addr}/token"))),
             metadata_principal: std::sync::Mutex::new(None),
             zone: Arc::default(),
             token_faults: TokenFaults::default(),
@@ -124,7 +124,8 @@ impl Emulator {
 
     /// Adds an instance and starts its proxy listeners.
     pub async fn add_instance(&self, config: InstanceConfig) -> anyhow::Result<Arc<Instance>> {
-        let instance = Instance::create(config, self.shutdown.child_token()).await?;
+        let instance =
+            Instance::create(config, self.shutdown.child_token(), self.state.oauth.clone()).await?;
         crate::proxy::spawn(&instance);
         self.state
             .instances

@@ -21,7 +21,7 @@ use crate::counters::Counters;
 use crate::faults::{Faults, ServerCertFault};
 use crate::listeners::Listeners;
 use crate::naming::split_connection_name;
-use crate::oauth::{hex, lock};
+use crate::oauth::{LOGIN_SCOPE, OAuth, hex, lock};
 
 /// The port every server-side proxy listens on.
 pub const PROXY_PORT: u16 = 3307;
@@ -152,6 +152,8 @@ pub struct Instance {
     issued: Mutex<HashMap<String, Issued>>,
     cert_lifetime: Mutex<Duration>,
     resets: Mutex<CancellationToken>,
+    /// Verifies tokens for manual IAM database logins.
+    oauth: Arc<OAuth>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -214,6 +216,7 @@ impl Instance {
     pub(crate) async fn create(
         config: InstanceConfig,
         shutdown: CancellationToken,
+        oauth: Arc<OAuth>,
     ) -> anyhow::Result<Arc<Self>> {
         let (project, region, name) = split_connection_name(&config.connection_name)?;
         let mut listeners = Vec::new();
@@ -262,6 +265,7 @@ impl Instance {
             issued: Mutex::new(HashMap::new()),
             cert_lifetime: Mutex::new(cert_lifetime),
             resets: Mutex::new(CancellationToken::new()),
+            oauth,
             shutdown,
             config,
         });
@@ -431,6 +435,23 @@ impl Instance {
         let backend = tokio::net::TcpStream::connect(self.config.backend).await?;
         backend.set_nodelay(true)?;
         Ok(backend)
+    }
+
+    /// Checks an OAuth2 access token given as the password of a manual IAM database login for
+    /// `principal`: it must be live, carry the `sqlservice.login` (or cloud-platform) scope and
+    /// belong to that principal. The error says which check failed.
+    pub(crate) fn verify_login_token(&self, token: &str, principal: &str) -> Result<(), &'static str> {
+        let grant = self
+            .oauth
+            .verify_bearer(token.trim())
+            .ok_or("the access token is invalid or expired")?;
+        if !grant.allows(LOGIN_SCOPE) {
+            return Err("the access token lacks the https://www.googleapis.com/auth/sqlservice.login scope");
+        }
+        if grant.principal != principal {
+            return Err("the access token belongs to another principal");
+        }
+        Ok(())
     }
 
     /// `project:region:instance`.

@@ -19,6 +19,8 @@ const CLIENT_SECURE_CONNECTION: u32 = 0x8000;
 const CLIENT_PLUGIN_AUTH: u32 = 0x8_0000;
 const CLIENT_PLUGIN_AUTH_LENENC: u32 = 0x20_0000;
 const NATIVE_PASSWORD: &str = "mysql_native_password";
+/// The plugin that sends the password as is (safe only inside TLS), used for manual IAM logins.
+const CLEAR_PASSWORD: &str = "mysql_clear_password";
 const MAX_PACKET: usize = 1 << 20;
 
 fn invalid(message: impl Into<String>) -> std::io::Error {
@@ -209,20 +211,34 @@ where
 
     match (iam_user, parsed) {
         (Some(iam), Some(greeting)) => {
+            // The sequence number the client expects next from the server.
+            let mut reply_seq = client_seq.wrapping_add(1);
             if issued.principal.as_deref() != Some(iam.principal.as_str()) {
-                debug!(%user, "MySQL IAM login refused: certificate not issued for this principal");
-                let message = format!(
-                    "Access denied for user '{user}': Cloud SQL IAM user authentication requires a client \
-                     certificate issued for automatic IAM database authentication of {}",
-                    iam.principal
-                );
-                write_packet(
-                    &mut client,
-                    client_seq.wrapping_add(1),
-                    &error_packet(1045, &message),
-                )
-                .await?;
-                return Ok(());
+                // Manual IAM database authentication: switch the client to the cleartext plugin
+                // (inside TLS) and check the password as an access token of the principal.
+                let mut switch = vec![0xfe];
+                switch.extend_from_slice(CLEAR_PASSWORD.as_bytes());
+                switch.push(0);
+                write_packet(&mut client, reply_seq, &switch).await?;
+                let (seq, password) = super::within_login(instance, read_packet(&mut client)).await?;
+                reply_seq = seq.wrapping_add(1);
+                let token = password.strip_suffix(&[0]).unwrap_or(&password);
+                let verdict = match std::str::from_utf8(token) {
+                    Ok(token) => instance.verify_login_token(token, &iam.principal),
+                    Err(_) => Err("the password is not an access token"),
+                };
+                if let Err(why) = verdict {
+                    debug!(%user, why, "MySQL manual IAM login refused");
+                    let message = format!(
+                        "Access denied for user '{user}': Cloud SQL IAM user authentication failed: {why}; \
+                         log in with an access token of {} as the password (cleartext plugin), or with \
+                         automatic IAM database authentication",
+                        iam.principal
+                    );
+                    write_packet(&mut client, reply_seq, &error_packet(1045, &message)).await?;
+                    return Ok(());
+                }
+                debug!(%user, "MySQL manual IAM login: access token accepted");
             }
             let auth = native_password(&iam.backend_password, &greeting.scramble);
             let rewritten = rewrite_response(&parsed_response, &auth);
@@ -247,8 +263,8 @@ where
                 (backend_seq, reply) = read_packet(&mut backend).await?;
             }
             let _ = backend_seq;
-            // The client sent one packet; to it, this is the server's next one.
-            write_packet(&mut client, client_seq.wrapping_add(1), &reply).await?;
+            // To the client, this is the server's next packet.
+            write_packet(&mut client, reply_seq, &reply).await?;
             if reply.first() != Some(&0x00) {
                 return Ok(());
             }

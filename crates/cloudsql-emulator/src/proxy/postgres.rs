@@ -147,14 +147,18 @@ where
     if let Some(iam) = iam_user
         && issued.principal.as_deref() != Some(iam.principal.as_str())
     {
-        debug!(%user, "IAM login refused: certificate not issued for this principal");
-        let message = format!(
-            "Cloud SQL IAM user authentication failed for user \"{user}\": the client certificate was not \
-                 issued for automatic IAM database authentication of {}",
-            iam.principal
-        );
-        fatal(&mut client, "28000", &message).await?;
-        return Ok(());
+        // Manual IAM database authentication: the password is an OAuth2 access token.
+        if let Err(why) = manual_iam_login(&mut client, instance, &iam.principal).await? {
+            debug!(%user, why, "manual IAM login refused");
+            let message = format!(
+                "Cloud SQL IAM user authentication failed for user \"{user}\": {why}; log in with an \
+                 access token of {} as the password, or with automatic IAM database authentication",
+                iam.principal
+            );
+            fatal(&mut client, "28P01", &message).await?;
+            return Ok(());
+        }
+        debug!(%user, "manual IAM login: access token accepted");
     }
 
     let mut backend = instance.connect_backend().await?;
@@ -167,6 +171,29 @@ where
     }
     tokio::io::copy_bidirectional(&mut client, &mut backend).await?;
     Ok(())
+}
+
+/// Asks the client for a cleartext password (inside TLS) and checks it as an access token of
+/// `principal`. `Ok(Err(why))` when the token is refused.
+async fn manual_iam_login<S>(
+    client: &mut S,
+    instance: &Instance,
+    principal: &str,
+) -> std::io::Result<Result<(), &'static str>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    write_message(client, b'R', &3i32.to_be_bytes()).await?;
+    client.flush().await?;
+    let (tag, body) = super::within_login(instance, read_message(client)).await?;
+    if tag != b'p' {
+        return Ok(Err("the client sent no password"));
+    }
+    let token = body.strip_suffix(&[0]).unwrap_or(&body);
+    let Ok(token) = std::str::from_utf8(token) else {
+        return Ok(Err("the password is not an access token"));
+    };
+    Ok(instance.verify_login_token(token, principal))
 }
 
 /// Answers the backend's authentication requests for an IAM user. Forwards AuthenticationOk
