@@ -1,27 +1,28 @@
-//! Instance names given as DNS names: a TXT record holding `project:region:instance` (several:
-//! sorted, first that parses; CNAMEs followed by the resolver), or, for Cloud SQL's own names
-//! `<label>.<label>.<region>.sql.goog` (also `sql-psa.goog`, `sql-psc.goog`) without a TXT
-//! record, the Admin API's `resolveConnectSettings`.
+//! One lookup of a DNS name: its TXT record (several: sorted, first that parses; CNAMEs followed
+//! by the resolver, loops named), or, for Cloud SQL's own names
+//! `<label>.<label>.<region>.sql.goog` (also `sql-psa.goog`, `sql-psc.goog`) without a usable
+//! TXT record, the Admin API's `resolveConnectSettings`.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use tokio::sync::OnceCell;
-use tracing::debug;
 
 use crate::admin_api::AdminClient;
 use crate::excerpt::excerpt;
 use crate::{Error, InstanceConnectionName};
 
-/// How long a resolved name is reused before it is looked up again (failover may repoint it).
-const CACHE_FOR: Duration = Duration::from_secs(30);
+/// How long one DNS request waits for an answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The bound on the DNS part of a lookup (TXT query, CNAME walk), whatever the resolver does:
+/// with the DNS server down, a first lookup fails within this.
+pub(crate) const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// CNAMEs followed, at most, when looking for a loop (the resolver gives up after 8).
+const MAX_CNAME_HOPS: usize = 16;
 
 /// Whether `input` is shaped like a DNS name rather than a connection name.
 pub(crate) fn looks_like_dns_name(input: &str) -> bool {
@@ -52,89 +53,115 @@ pub(crate) fn pick_connection_name(mut values: Vec<String>) -> Option<InstanceCo
     values.iter().find_map(|v| v.trim().parse().ok())
 }
 
-/// Resolves DNS names to connection names, caching each for a short while.
-pub(crate) struct NameResolver {
-    nameserver: Option<SocketAddr>,
-    resolver: OnceCell<TokioResolver>,
-    cache: Mutex<HashMap<String, (InstanceConnectionName, Instant)>>,
+/// Where a chain of CNAMEs starting at a name leads.
+#[derive(Debug, PartialEq, Eq)]
+enum Chain {
+    /// The chain ends (or cannot be followed further).
+    Ends,
+    /// The chain comes back to a name already in it: every name, the repeated one last.
+    Loop(Vec<String>),
+    /// More than [`MAX_CNAME_HOPS`] names without an end.
+    TooLong,
 }
 
-impl fmt::Debug for NameResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NameResolver")
-            .field("nameserver", &self.nameserver)
-            .finish_non_exhaustive()
+/// What the chain `names` (each the CNAME target of the one before) is, so far.
+fn classify(names: &[String]) -> Option<Chain> {
+    let (last, before) = names.split_last()?;
+    if before.contains(last) {
+        Some(Chain::Loop(names.to_vec()))
+    } else if names.len() > MAX_CNAME_HOPS {
+        Some(Chain::TooLong)
+    } else {
+        None
     }
 }
 
-impl NameResolver {
+/// The DNS resolver, built on first use, and the lookups made with it.
+pub(crate) struct Lookup {
+    nameserver: Option<SocketAddr>,
+    resolver: OnceCell<TokioResolver>,
+}
+
+impl Lookup {
     pub(crate) fn new(nameserver: Option<SocketAddr>) -> Self {
         Self {
             nameserver,
             resolver: OnceCell::new(),
-            cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn nameserver(&self) -> Option<SocketAddr> {
+        self.nameserver
     }
 
     async fn resolver(&self, name: &str) -> Result<&TokioResolver, Error> {
         self.resolver
             .get_or_try_init(|| async {
-                let built = match self.nameserver {
+                let builder = match self.nameserver {
                     Some(addr) => {
                         let mut udp = ConnectionConfig::udp();
                         udp.port = addr.port();
                         let mut tcp = ConnectionConfig::tcp();
                         tcp.port = addr.port();
                         let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-                        Resolver::builder_with_config(
+                        Ok(Resolver::builder_with_config(
                             ResolverConfig::from_name_servers(vec![server]),
                             TokioRuntimeProvider::default(),
-                        )
-                        .build()
+                        ))
                     }
-                    None => Resolver::builder_tokio().and_then(|b| b.build()),
+                    None => Resolver::builder_tokio(),
                 };
-                built.map_err(|e| Error::DnsResolution {
-                    name: name.to_owned(),
-                    detail: format!("no DNS resolver available: {e}"),
-                })
+                builder
+                    .and_then(|mut builder| {
+                        // Short, so a first lookup with the DNS server down fails within seconds
+                        // (hickory's defaults, 5 s and 2 attempts, per name server, add up).
+                        let options = builder.options_mut();
+                        options.timeout = REQUEST_TIMEOUT;
+                        options.attempts = 1;
+                        builder.build()
+                    })
+                    .map_err(|e| Error::DnsResolution {
+                        name: name.to_owned(),
+                        detail: format!("no DNS resolver available: {e}"),
+                    })
             })
             .await
     }
 
-    /// The connection name `dns_name` stands for.
-    pub(crate) async fn resolve(
-        &self,
-        dns_name: &str,
-        admin: &AdminClient,
-    ) -> Result<InstanceConnectionName, Error> {
-        let key = dns_name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some((name, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-            && at.elapsed() < CACHE_FOR
-        {
-            return Ok(name.clone());
-        }
-        let resolved = self.lookup(&key, admin).await?;
-        debug!(dns_name = %key, instance = %resolved, "resolved DNS name");
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, (resolved.clone(), Instant::now()));
-        Ok(resolved)
-    }
-
-    async fn lookup(&self, name: &str, admin: &AdminClient) -> Result<InstanceConnectionName, Error> {
+    /// The connection name `name` (lower case, no trailing dot) stands for.
+    pub(crate) async fn run(&self, name: &str, admin: &AdminClient) -> Result<InstanceConnectionName, Error> {
         let failed = |detail: String| Error::DnsResolution {
             name: name.to_owned(),
             detail,
         };
-        let resolver = self.resolver(name).await?;
         let fqdn = format!("{name}.");
-        let txt_error = match resolver.txt_lookup(fqdn.as_str()).await {
+        let txt = match tokio::time::timeout(DNS_TIMEOUT, self.txt(name, &fqdn)).await {
+            Ok(result) => result?,
+            Err(_) => Err(format!(
+                "the DNS server gave no answer within {DNS_TIMEOUT:?}; check that it is reachable{}",
+                self.nameserver_hint()
+            )),
+        };
+        let txt_error = match txt {
+            Ok(found) => return Ok(found),
+            Err(detail) => detail,
+        };
+        match cloud_sql_region(name) {
+            Some(region) => admin
+                .resolve_connect_settings(region, &fqdn)
+                .await?
+                .parse()
+                .map_err(|_| failed("resolveConnectSettings returned an invalid connection name".into())),
+            None => Err(failed(txt_error)),
+        }
+    }
+
+    /// The connection name in `name`'s TXT records, or why there is none (a message for the user).
+    async fn txt(&self, name: &str, fqdn: &str) -> Result<Result<InstanceConnectionName, String>, Error> {
+        let resolver = self.resolver(name).await?;
+        let how_to =
+            "give it a TXT record holding PROJECT:REGION:INSTANCE, or connect with the connection name";
+        Ok(match resolver.txt_lookup(fqdn).await {
             Ok(lookup) => {
                 let values: Vec<String> = lookup
                     .answers()
@@ -150,25 +177,62 @@ impl NameResolver {
                     })
                     .collect();
                 match pick_connection_name(values.clone()) {
-                    Some(found) => return Ok(found),
-                    None => format!(
-                        "no TXT record of it holds PROJECT:REGION:INSTANCE (found {})",
+                    Some(found) => Ok(found),
+                    None => Err(format!(
+                        "no TXT record of it holds PROJECT:REGION:INSTANCE (found {}); {how_to}",
                         excerpt(&format!("{values:?}"))
-                    ),
+                    )),
                 }
             }
-            Err(e) if e.is_no_records_found() => "it has no TXT record".to_owned(),
-            Err(e) => format!("TXT lookup failed: {e}"),
-        };
-        match cloud_sql_region(name) {
-            Some(region) => admin
-                .resolve_connect_settings(region, &fqdn)
-                .await?
-                .parse()
-                .map_err(|_| failed("resolveConnectSettings returned an invalid connection name".into())),
-            None => Err(failed(format!(
-                "{txt_error}; give a TXT record with PROJECT:REGION:INSTANCE or use the connection name"
-            ))),
+            // The resolver reports a CNAME loop (or a chain past its depth limit) as "no records":
+            // walk the chain to tell those apart.
+            Err(e) if e.is_no_records_found() => Err(match self.cname_chain(resolver, name).await {
+                Chain::Loop(names) => format!(
+                    "CNAME loop: {}; fix the CNAME records so the chain ends at a name with a TXT record",
+                    excerpt(&names.join(" → "))
+                ),
+                Chain::TooLong => format!(
+                    "its CNAME chain is longer than {MAX_CNAME_HOPS} names; point it more directly at \
+                     the name with the TXT record"
+                ),
+                Chain::Ends if e.is_nx_domain() => format!("the name does not exist (NXDOMAIN); {how_to}"),
+                Chain::Ends => format!("it has no TXT record; {how_to}"),
+            }),
+            Err(e) => Err(format!(
+                "TXT lookup failed ({e}); check that the DNS server is reachable{}, or connect with the \
+                 connection name",
+                self.nameserver_hint()
+            )),
+        })
+    }
+
+    /// Follows `name`'s CNAMEs one query at a time (a CNAME query is not chased by the resolver).
+    async fn cname_chain(&self, resolver: &TokioResolver, name: &str) -> Chain {
+        let mut names = vec![name.to_owned()];
+        loop {
+            let Some(current) = names.last() else {
+                return Chain::Ends;
+            };
+            let Ok(lookup) = resolver.lookup(format!("{current}."), RecordType::CNAME).await else {
+                return Chain::Ends;
+            };
+            let Some(target) = lookup.answers().iter().find_map(|record| match &record.data {
+                RData::CNAME(target) => Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            }) else {
+                return Chain::Ends;
+            };
+            names.push(target);
+            if let Some(chain) = classify(&names) {
+                return chain;
+            }
+        }
+    }
+
+    fn nameserver_hint(&self) -> String {
+        match self.nameserver {
+            Some(addr) => format!(" (the name server set with ConnectorBuilder::dns_nameserver is {addr})"),
+            None => " (the system's resolver configuration is used)".to_owned(),
         }
     }
 }
@@ -223,5 +287,23 @@ mod tests {
         ];
         assert_eq!(pick_connection_name(values).unwrap().to_string(), "b:r:i");
         assert!(pick_connection_name(vec!["nothing".into()]).is_none());
+    }
+
+    #[test]
+    fn cname_chains_are_classified() {
+        let chain = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert_eq!(classify(&chain(&["a"])), None);
+        assert_eq!(classify(&chain(&["a", "b"])), None);
+        assert_eq!(
+            classify(&chain(&["a", "b", "a"])),
+            Some(Chain::Loop(chain(&["a", "b", "a"])))
+        );
+        assert_eq!(
+            classify(&chain(&["a", "b", "b"])),
+            Some(Chain::Loop(chain(&["a", "b", "b"])))
+        );
+        let long: Vec<String> = (0..=MAX_CNAME_HOPS).map(|i| format!("n{i}")).collect();
+        assert_eq!(classify(&long), Some(Chain::TooLong));
+        assert_eq!(classify(&[]), None);
     }
 }
