@@ -184,8 +184,9 @@ impl Lookup {
                     )),
                 }
             }
-            // The resolver reports a CNAME loop (or a chain past its depth limit) as "no records":
-            // walk the chain to tell those apart.
+            Err(e) if e.is_nx_domain() => Err(format!("the name does not exist (NXDOMAIN); {how_to}")),
+            // The resolver reports a CNAME loop (or a chain past its depth limit) as "no records"
+            // (not NXDOMAIN): walk the chain to tell those apart.
             Err(e) if e.is_no_records_found() => Err(match self.cname_chain(resolver, name).await {
                 Chain::Loop(names) => format!(
                     "CNAME loop: {}; fix the CNAME records so the chain ends at a name with a TXT record",
@@ -195,7 +196,6 @@ impl Lookup {
                     "its CNAME chain is longer than {MAX_CNAME_HOPS} names; point it more directly at \
                      the name with the TXT record"
                 ),
-                Chain::Ends if e.is_nx_domain() => format!("the name does not exist (NXDOMAIN); {how_to}"),
                 Chain::Ends => format!("it has no TXT record; {how_to}"),
             }),
             Err(e) => Err(format!(
