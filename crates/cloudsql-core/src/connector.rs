@@ -114,7 +114,9 @@ impl Connector {
     /// `instance` is a connection name (`project:region:instance`) or a DNS name standing for
     /// one: a name with a TXT record holding the connection name, or one of Cloud SQL's own
     /// `<label>.<label>.<region>.sql.goog` names (resolved with the Admin API's
-    /// `resolveConnectSettings` when it has no TXT record). Resolved names are reused for 30 s.
+    /// `resolveConnectSettings` when it has no TXT record). Resolved names are reused for 30 s
+    /// ([`ConnectorBuilder::dns_cache_ttl`]), then refreshed in the background; while a refresh
+    /// fails, the last good answer is used.
     pub async fn connect(&self, instance: &str) -> Result<CloudSqlStream, Error> {
         self.connect_with(instance, &DialOptions::default()).await
     }
@@ -136,7 +138,9 @@ impl Connector {
         let cache = std::sync::OnceLock::new();
         let connect = async {
             let name = self.instance_name(instance).await?;
-            self.connect_inner(&name, options, &stage, &cache).await
+            self.connect_inner(&name, options, &stage, &cache)
+                .await
+                .map_err(|e| dns_name::named(e, instance))
         };
         match tokio::time::timeout(timeout, connect).instrument(span).await {
             Ok(result) => result.inspect_err(|e| debug!(instance, error = %e, "connect failed")),
@@ -260,12 +264,15 @@ impl Connector {
             let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
             let cache = self.cache(&name, iam_authn)?;
             let _ = cache_slot.set(cache.clone());
-            self.conn_info(&name, iam_authn, &cache).await
+            self.conn_info(&name, iam_authn, &cache)
+                .await
+                .map_err(|e| dns_name::named(e, instance))
         };
         let info = tokio::time::timeout(timeout, check)
             .await
             .map_err(|_| timed_out(instance, timeout, &stage, cache_slot.get()))??;
         info.check_driver(options.engine)
+            .map_err(|e| dns_name::named(e, instance))
     }
 
     /// The engine of an instance, from its (cached or fresh) connect settings.
@@ -379,6 +386,7 @@ impl WeakConnector {
 impl Inner {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.names.close();
         let caches = std::mem::take(&mut *self.caches.lock().unwrap_or_else(PoisonError::into_inner));
         for cache in caches.values() {
             cache.close();

@@ -44,6 +44,7 @@ pub use connector::{Connector, ConnectorBuilder};
 pub use credentials::{
     ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource,
 };
+pub use dns_name::DEFAULT_DNS_CACHE_TTL;
 pub use engine::Engine;
 pub use error::{ConnectStage, Error, ErrorKind};
 pub use instance_name::InstanceConnectionName;

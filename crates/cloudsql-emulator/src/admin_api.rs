@@ -1,6 +1,6 @@
 //! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
 //! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and control
-//! routes (faults, CA rotations, connection resets, instance stop and start).
+//! routes (faults, CA rotations, connection resets, instance stop and start, DNS outages).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -54,6 +54,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             "/emulator/v1/instances/{name}/resetConnections",
             post(reset_connections),
         )
+        .route("/emulator/v1/dns/stop", post(dns_stop))
+        .route("/emulator/v1/dns/start", post(dns_start))
+        .route("/emulator/v1/dns/queries/{name}", get(dns_queries))
         .route("/emulator/v1/instances/{name}/stop", post(stop))
         .route("/emulator/v1/instances/{name}/start", post(start))
         .merge(crate::metadata::router())
@@ -491,6 +494,22 @@ async fn stop(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> 
 
 async fn start(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
     control(&state, &name, Instance::start)
+}
+
+/// Makes the DNS server drop every query (clients time out) until `dns/start`.
+async fn dns_stop(AxState(state): AxState<Arc<State>>) -> Response {
+    state.zone.set_down(true);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn dns_start(AxState(state): AxState<Arc<State>>) -> Response {
+    state.zone.set_down(false);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `{"queries": n}`: DNS queries received for `name`, answered or dropped.
+async fn dns_queries(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
+    axum::Json(json!({"queries": state.zone.queries(&name)})).into_response()
 }
 
 /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings`.

@@ -1,8 +1,11 @@
 //! A tiny authoritative DNS server on loopback UDP, for testing instance DNS names: TXT records
-//! holding connection names, and CNAMEs (answered alone, so the client follows them).
+//! holding connection names, and CNAMEs (answered alone, so the client follows them). It counts
+//! the queries it receives per name, and can be made to stop answering (an outage: queries are
+//! dropped, so clients time out).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
@@ -26,6 +29,10 @@ enum Record {
 #[derive(Debug, Default)]
 pub(crate) struct Zone {
     records: Mutex<HashMap<String, Vec<Record>>>,
+    /// Queries received per name (lower case, no trailing dot), answered or dropped.
+    queries: Mutex<HashMap<String, u64>>,
+    /// While set, queries are counted and dropped unanswered.
+    down: AtomicBool,
 }
 
 fn key(name: &str) -> String {
@@ -48,7 +55,15 @@ impl Zone {
         lock(&self.records).remove(&key(name));
     }
 
-    /// The answer to one query, or `None` to stay silent on garbage.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+
+    pub(crate) fn queries(&self, name: &str) -> u64 {
+        lock(&self.queries).get(&key(name)).copied().unwrap_or(0)
+    }
+
+    /// The answer to one query, or `None` to stay silent on garbage or while down.
     fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
         if query.len() < 12 || query[2] & 0x80 != 0 {
             return None;
@@ -61,6 +76,10 @@ impl Zone {
         let qtype = u16::from_be_bytes([*query.get(end)?, *query.get(end + 1)?]);
         let question = &query[12..end + 4];
         let name = labels.join(".").to_ascii_lowercase();
+        *lock(&self.queries).entry(name.clone()).or_default() += 1;
+        if self.down.load(Ordering::Relaxed) {
+            return None;
+        }
         let records = lock(&self.records).get(&name).cloned();
         let mut answers = Vec::new();
         let rcode = match &records {
@@ -198,5 +217,17 @@ mod tests {
         assert_eq!(u16::from_be_bytes([cname[6], cname[7]]), 1);
         let missing = zone.answer(&query("nope.example.test", TYPE_TXT)).unwrap();
         assert_eq!(missing[3] & 0x0f, 3);
+        assert_eq!(zone.queries("db.example.test."), 1);
+    }
+
+    #[test]
+    fn a_down_zone_counts_queries_and_stays_silent() {
+        let zone = Zone::default();
+        zone.add_txt("db.example.test", "p:r:i");
+        zone.set_down(true);
+        assert!(zone.answer(&query("db.example.test", TYPE_TXT)).is_none());
+        zone.set_down(false);
+        assert!(zone.answer(&query("db.example.test", TYPE_TXT)).is_some());
+        assert_eq!(zone.queries("DB.example.test"), 2);
     }
 }

@@ -211,6 +211,19 @@ impl Emulator {
         self.state.zone.remove(name);
     }
 
+    /// Makes the DNS server stop answering (`true`: queries are dropped unanswered, so clients
+    /// time out, as in an outage) or answer again (`false`). Also `POST /emulator/v1/dns/stop`
+    /// and `/emulator/v1/dns/start`.
+    pub fn set_dns_down(&self, down: bool) {
+        self.state.zone.set_down(down);
+    }
+
+    /// DNS queries received for `name` (any type, case and trailing dot ignored), answered or
+    /// dropped. Also `GET /emulator/v1/dns/queries/{name}`.
+    pub fn dns_queries(&self, name: &str) -> u64 {
+        self.state.zone.queries(name)
+    }
+
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state.oauth.set_token_lifetime(lifetime);

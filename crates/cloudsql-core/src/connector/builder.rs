@@ -12,7 +12,7 @@ use super::{Connector, Inner};
 use crate::admin_api::AdminClient;
 use crate::credentials::Credentials;
 use crate::dial::DialFn;
-use crate::dns_name::NameResolver;
+use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, NameResolver};
 use crate::keys;
 use crate::stream::AsyncStream;
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
@@ -54,6 +54,7 @@ pub struct ConnectorBuilder {
     user_agent: Option<String>,
     dial_fn: Option<DialFn>,
     dns_nameserver: Option<SocketAddr>,
+    dns_cache_ttl: Option<Duration>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -70,6 +71,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("user_agent", &self.user_agent)
             .field("dial_fn", &self.dial_fn)
             .field("dns_nameserver", &self.dns_nameserver)
+            .field("dns_cache_ttl", &self.dns_cache_ttl)
             .finish()
     }
 }
@@ -157,6 +159,18 @@ impl ConnectorBuilder {
         self
     }
 
+    /// How long an instance DNS name's answer is used before it is looked up again.
+    /// Default: [`DEFAULT_DNS_CACHE_TTL`] (30 s).
+    ///
+    /// After this, connects still get the last answer at once while one lookup refreshes it in
+    /// the background; if that lookup fails (DNS server down, timeout, or the name no longer
+    /// resolving), the last good answer keeps being used for up to 24 h, and the lookup is
+    /// retried after another TTL. A shorter TTL follows failovers that repoint the name sooner.
+    pub fn dns_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.dns_cache_ttl = Some(ttl);
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -195,6 +209,10 @@ impl ConnectorBuilder {
         if timeout.is_zero() {
             return Err(Error::config("timeout must be greater than zero"));
         }
+        let dns_cache_ttl = self.dns_cache_ttl.unwrap_or(DEFAULT_DNS_CACHE_TTL);
+        if dns_cache_ttl.is_zero() {
+            return Err(Error::config("dns_cache_ttl must be greater than zero"));
+        }
         let client = AdminClient::new(
             base_url,
             user_agent.clone(),
@@ -221,7 +239,7 @@ impl ConnectorBuilder {
                 dial_fn: self.dial_fn,
                 caches: Mutex::new(Default::default()),
                 sockets: Default::default(),
-                names: NameResolver::new(self.dns_nameserver),
+                names: NameResolver::new(self.dns_nameserver, dns_cache_ttl),
                 user_agent,
                 closed: AtomicBool::new(false),
             }),
