@@ -29,23 +29,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod error;
+pub use error::Error;
+
 use cloudsql_core::{Connector, DialOptions, Engine};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool};
 
 pub use cloudsql_core;
 pub use mysql_async;
-
-/// Connecting through the connector, or the MySQL login after it, failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connector could not serve or reach the instance.
-    #[error("Cloud SQL connector error")]
-    Connector(#[from] cloudsql_core::Error),
-    /// MySQL refused the login or the connection broke.
-    #[error("MySQL error")]
-    MySql(#[from] mysql_async::Error),
-}
 
 /// mysql_async options that reach `instance` through the connector's local socket.
 ///
