@@ -43,7 +43,11 @@ where
 }
 
 /// A connector of its own (nothing cached) and an instance with `fault` on.
-async fn faulty(env: &Env, config: cloudsql_emulator::InstanceConfig, fault: Fault) -> (Connector, std::sync::Arc<Instance>) {
+async fn faulty(
+    env: &Env,
+    config: cloudsql_emulator::InstanceConfig,
+    fault: Fault,
+) -> (Connector, std::sync::Arc<Instance>) {
     let inst = env.add(config).await;
     match fault {
         Fault::WrongIdentity => inst.faults().wrong_identity(true),
@@ -98,10 +102,11 @@ async fn deadpool_errors_name_the_cause() {
     let env = Env::new().await;
     for fault in ALL {
         let (connector, inst) = faulty(&env, env.pg_config(), fault).await;
-        let pool = cloudsql::postgres::deadpool::pool_builder(connector, inst.connection_name(), trust_login())
-            .max_size(2)
-            .build()
-            .unwrap();
+        let pool =
+            cloudsql::postgres::deadpool::pool_builder(connector, inst.connection_name(), trust_login())
+                .max_size(2)
+                .build()
+                .unwrap();
         let err = pool.get().await.err().unwrap();
         // tokio-postgres prints an I/O error as a fixed text and deadpool prints that, so the
         // cause is in the chain: it must be there once, and `connector_error` must find it.
@@ -148,7 +153,10 @@ const BB8_TIMEOUT: Duration = Duration::from_secs(10);
 /// bb8 must answer well before its connection timeout.
 fn assert_prompt(started: Instant, what: impl Display) {
     let took = started.elapsed();
-    assert!(took < BB8_TIMEOUT / 2, "{what}: took {took:?}, bb8 waited for its timeout");
+    assert!(
+        took < BB8_TIMEOUT / 2,
+        "{what}: took {took:?}, bb8 waited for its timeout"
+    );
 }
 
 #[tokio::test]
@@ -233,11 +241,8 @@ async fn sqlx_errors_name_the_connector_cause() {
 }
 
 fn sql_server() -> cloudsql_emulator::InstanceConfig {
-    cloudsql_emulator::InstanceConfig::sql_server(&format!(
-        "test-project:us-central1:{}",
-        unique("mssql")
-    ))
-    .sql_login("sqlserver", "S3cret!")
+    cloudsql_emulator::InstanceConfig::sql_server(&format!("test-project:us-central1:{}", unique("mssql")))
+        .sql_login("sqlserver", "S3cret!")
 }
 
 fn mssql_login() -> tiberius::Config {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bb8::{Builder, ErrorSink, Pool, PooledConnection, RunError};
 use cloudsql_core::{Connector, DialOptions};
-use tokio::sync::watch;
 use tiberius::Config;
+use tokio::sync::watch;
 
 use crate::{CloudSqlClient, Error, connect_with};
 
@@ -175,7 +175,9 @@ impl ConnectErrors {
         tokio::pin!(checkout);
         if pool.config().retry_connection {
             return match checkout.await {
-                Err(RunError::TimedOut) => Err(self.take_newest_after(start).map_or(RunError::TimedOut, RunError::User)),
+                Err(RunError::TimedOut) => Err(self
+                    .take_newest_after(start)
+                    .map_or(RunError::TimedOut, RunError::User)),
                 other => other,
             };
         }

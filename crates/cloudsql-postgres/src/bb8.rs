@@ -174,7 +174,9 @@ impl ConnectErrors {
         tokio::pin!(checkout);
         if pool.config().retry_connection {
             return match checkout.await {
-                Err(RunError::TimedOut) => Err(self.take_newest_after(start).map_or(RunError::TimedOut, RunError::User)),
+                Err(RunError::TimedOut) => Err(self
+                    .take_newest_after(start)
+                    .map_or(RunError::TimedOut, RunError::User)),
                 other => other,
             };
         }
