@@ -94,7 +94,11 @@ async fn another_principals_certificate_does_not_log_in() {
         .await
         .map(|_| ())
         .unwrap_err();
-    assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    assert!(matches!(err, cloudsql::postgres::Error::Postgres(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("IAM user authentication failed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

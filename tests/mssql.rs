@@ -124,7 +124,7 @@ async fn iam_authn_is_refused_with_the_not_supported_error() {
     .await
     .map(|_| ())
     .unwrap_err();
-    assert!(err.to_string().contains("Cloud SQL connector error"));
+    assert!(err.to_string().contains("not supported for SQL Server"), "{err}");
 }
 
 #[tokio::test]

@@ -29,28 +29,18 @@
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]
 pub mod bb8;
+mod error;
 
 use cloudsql_core::{CloudSqlStream, Connector, DialOptions, Engine};
 use tiberius::{Client, Config, EncryptionLevel};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 pub use cloudsql_core;
+pub use error::Error;
 pub use tiberius;
 
 /// A tiberius client over the connector's stream.
 pub type CloudSqlClient = Client<Compat<CloudSqlStream>>;
-
-/// Connecting through the connector, or the SQL Server login after it, failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connector could not reach the instance (or IAM authn was asked for).
-    #[error("Cloud SQL connector error")]
-    Connector(#[from] cloudsql_core::Error),
-    /// SQL Server refused the login or the connection broke.
-    #[error("SQL Server error")]
-    SqlServer(#[from] tiberius::error::Error),
-}
 
 /// Connects to a Cloud SQL for SQL Server instance with the connector's defaults.
 ///

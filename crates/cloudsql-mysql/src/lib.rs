@@ -31,6 +31,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod error;
+pub use error::Error;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,18 +44,6 @@ use mysql_async::{Conn, InfileData, LocalInfileError, Opts, OptsBuilder, Pool};
 
 pub use cloudsql_core;
 pub use mysql_async;
-
-/// Connecting through the connector, or the MySQL login after it, failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connector could not serve or reach the instance.
-    #[error("Cloud SQL connector error")]
-    Connector(#[from] cloudsql_core::Error),
-    /// MySQL refused the login or the connection broke.
-    #[error("MySQL error")]
-    MySql(#[from] mysql_async::Error),
-}
 
 /// mysql_async options that reach `instance` through the connector's local socket.
 ///

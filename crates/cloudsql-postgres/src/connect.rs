@@ -103,7 +103,8 @@ pub(crate) fn tunnel_config(config: &Config, iam_authn: bool) -> Config {
 }
 
 /// A stream that fails at once with a connector error, so that the error can travel inside a
-/// `tokio_postgres::Error` (which has no public constructor) to deadpool-postgres.
+/// `tokio_postgres::Error` (which has no public constructor) to deadpool-postgres. It travels as
+/// this crate's `Error`, whose text names the whole cause, so deadpool's message does too.
 pub(crate) struct FailedStream(Option<cloudsql_core::Error>);
 
 impl FailedStream {
@@ -113,7 +114,7 @@ impl FailedStream {
 
     fn error(&mut self) -> io::Error {
         match self.0.take() {
-            Some(e) => io::Error::other(e),
+            Some(e) => io::Error::other(crate::Error::Connector(e)),
             None => io::Error::from(io::ErrorKind::NotConnected),
         }
     }

@@ -31,6 +31,9 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod error;
+pub use error::Error;
+
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub mod mysql;
@@ -40,18 +43,6 @@ pub mod postgres;
 
 pub use cloudsql_core;
 pub use sqlx;
-
-/// Connecting through the connector, or the login after it, failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The connector could not serve or reach the instance.
-    #[error("Cloud SQL connector error")]
-    Connector(#[from] cloudsql_core::Error),
-    /// The database refused the login or the connection broke.
-    #[error("sqlx error")]
-    Sqlx(#[from] sqlx::Error),
-}
 
 /// sqlx failed on a connection the local socket relayed: the connector could not see why, so
 /// it refreshes in the background (paced; connects keep using a valid certificate). sqlx's own
