@@ -90,7 +90,16 @@ async fn another_principals_certificate_does_not_log_in() {
     let (inst, victim_user) = iam_instance(&env, &victim).await;
     // The connector's own service account is not `victim`.
     let connector = env.builder().iam_authn(true).build().unwrap();
-    let err = cloudsql::postgres::connect(&connector, inst.connection_name(), &login(&victim_user))
+    // The certificate is not the victim's, so the server asks for the victim's access token as a
+    // password (manual IAM authn); our own login token does not pass for it.
+    let own_token = env.emulator.issue_token(
+        &env.sa_email,
+        &["https://www.googleapis.com/auth/sqlservice.login"],
+        std::time::Duration::from_secs(3600),
+    );
+    let mut as_victim = login(&victim_user);
+    as_victim.password(own_token.as_str());
+    let err = cloudsql::postgres::connect(&connector, inst.connection_name(), &as_victim)
         .await
         .map(|_| ())
         .unwrap_err();
