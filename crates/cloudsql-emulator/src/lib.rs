@@ -33,6 +33,7 @@
 mod admin_api;
 mod ca;
 mod config;
+mod control_api;
 mod counters;
 mod dns;
 mod emulator;
@@ -46,7 +47,7 @@ mod oversized;
 mod proxy;
 mod tds_responder;
 
-pub use config::{CaMode, FileConfig, IamUser, InstanceConfig, SqlLogin};
+pub use config::{CaMode, DnsRecord, FileConfig, IamUser, InstanceConfig, MetadataConfig, SqlLogin};
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
