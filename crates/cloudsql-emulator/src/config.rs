@@ -307,13 +307,16 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Reads and parses the config file at `path`, then makes its relative paths relative to
-    /// the file's directory (not the working directory), and checks its DNS records.
+    /// the file's directory (not the working directory) and absolute, and checks its DNS
+    /// records.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut config: FileConfig =
             toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
-        let base = path.parent().unwrap_or_else(|| Path::new(""));
+        // Absolute, so the paths the binary prints mean the same to whoever reads them.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let base = absolute.parent().unwrap_or_else(|| Path::new(""));
         if let Some(dir) = config.credentials_dir.take() {
             config.credentials_dir = Some(if dir.is_relative() { base.join(dir) } else { dir });
         }
