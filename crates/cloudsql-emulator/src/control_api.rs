@@ -38,7 +38,9 @@ pub(crate) fn router() -> Router<Arc<State>> {
         .route("/emulator/v1/tokenCounters", get(token_counters))
         .route(
             "/emulator/v1/tokenFaults",
-            get(token_faults).post(set_token_faults).delete(clear_token_faults),
+            get(token_faults)
+                .post(set_token_faults)
+                .delete(clear_token_faults),
         )
         .route(
             "/emulator/v1/instances/{name}/faults",
@@ -101,7 +103,10 @@ fn instance(state: &State, name: &str) -> Result<Arc<Instance>, Response> {
 /// Parses a JSON body whatever its content type (so `curl -d` works), or answers 400.
 fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(api_error(400, "The request body must be a JSON object; it is empty."));
+        return Err(api_error(
+            400,
+            "The request body must be a JSON object; it is empty.",
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| api_error(400, &format!("Invalid JSON body: {e}.")))
 }
@@ -303,8 +308,11 @@ async fn dns_records(AxState(state): AxState<Arc<State>>) -> Response {
 
 /// Replaces the records of `name` with the TXT values or the CNAME given.
 async fn set_dns_record(AxState(state): AxState<Arc<State>>, bytes: axum::body::Bytes) -> Response {
-    let checked = body::<DnsRecord>(&bytes)
-        .and_then(|r| r.validate().map(|()| r).map_err(|e| api_error(400, &format!("{e}."))));
+    let checked = body::<DnsRecord>(&bytes).and_then(|r| {
+        r.validate()
+            .map(|()| r)
+            .map_err(|e| api_error(400, &format!("{e}.")))
+    });
     let record = match checked {
         Ok(record) => record,
         Err(r) => return r,

@@ -75,10 +75,9 @@ impl Metadata {
 
     /// A stable 12-digit project number derived from the project id.
     pub(crate) fn project_number(&self) -> u64 {
-        let hash = self
-            .project_id()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let hash = self.project_id().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         100_000_000_000 + hash % 900_000_000_000
     }
 }
@@ -86,7 +85,10 @@ impl Metadata {
 pub(crate) fn router() -> Router<Arc<State>> {
     Router::new()
         .route("/", get(root))
-        .route("/computeMetadata/", get(|h: HeaderMap| async move { text(&h, "v1/\n") }))
+        .route(
+            "/computeMetadata/",
+            get(|h: HeaderMap| async move { text(&h, "v1/\n") }),
+        )
         .route(V1, get(v1_listing))
         .route(&format!("{V1}/"), get(v1_listing))
         .route(&format!("{ACCOUNTS}/"), get(accounts))
@@ -114,7 +116,11 @@ fn plain(body: String) -> Response {
 }
 
 fn refuse(code: StatusCode, message: &str) -> Response {
-    flavored((code, [("content-type", "text/html; charset=UTF-8")], message.to_owned()))
+    flavored((
+        code,
+        [("content-type", "text/html; charset=UTF-8")],
+        message.to_owned(),
+    ))
 }
 
 /// GCE's 403 for a request without `Metadata-Flavor: Google`.

@@ -52,7 +52,10 @@ fn relative_paths_are_relative_to_the_config_file() {
     let file = dir.join("emulator.toml");
     std::fs::write(&file, CONFIG).unwrap();
     let config = FileConfig::load(&file).unwrap();
-    assert_eq!(config.credentials_dir.as_deref(), Some(dir.join("creds").as_path()));
+    assert_eq!(
+        config.credentials_dir.as_deref(),
+        Some(dir.join("creds").as_path())
+    );
     assert_eq!(config.metadata.service_account.as_deref(), Some(VM));
     assert_eq!(config.metadata.project_id.as_deref(), Some("cfg-project-id"));
     assert_eq!(
@@ -82,7 +85,9 @@ async fn binary_serves_metadata_tokens_dns_records_and_the_control_api_from_its_
     std::fs::write(dir.join("emulator.toml"), CONFIG).unwrap();
     // Run from elsewhere, naming the config relatively: paths in it follow the file.
     let elsewhere = scratch("cfg-cwd");
-    let relative = Path::new("..").join(dir.file_name().unwrap()).join("emulator.toml");
+    let relative = Path::new("..")
+        .join(dir.file_name().unwrap())
+        .join("emulator.toml");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cloudsql-emulator"))
         .arg("--config")
         .arg(&relative)
@@ -118,7 +123,9 @@ async fn binary_serves_metadata_tokens_dns_records_and_the_control_api_from_its_
     let http = reqwest::Client::new();
     let metadata = format!("http://{}/computeMetadata/v1", printed["metadata_host"]);
     let token: Value = http
-        .get(format!("{metadata}/instance/service-accounts/default/token?scopes={ADMIN}"))
+        .get(format!(
+            "{metadata}/instance/service-accounts/default/token?scopes={ADMIN}"
+        ))
         .header("Metadata-Flavor", "Google")
         .send()
         .await

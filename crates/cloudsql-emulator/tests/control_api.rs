@@ -117,8 +117,14 @@ async fn instances_lists_addresses_version_ca_mode_dns_names_and_stopped() {
     assert_eq!(pg["port"], PROXY_PORT);
     assert_eq!(pg["stopped"], false);
     let inst = env.emulator.instance(NAME).unwrap();
-    assert_eq!(pg["ipAddresses"]["PRIMARY"], inst.public_ip().unwrap().to_string());
-    assert_eq!(pg["ipAddresses"]["PRIVATE"], inst.private_ip().unwrap().to_string());
+    assert_eq!(
+        pg["ipAddresses"]["PRIMARY"],
+        inst.public_ip().unwrap().to_string()
+    );
+    assert_eq!(
+        pg["ipAddresses"]["PRIVATE"],
+        inst.private_ip().unwrap().to_string()
+    );
     assert_eq!(pg["dnsNames"], json!([]));
 
     assert_eq!(cas["connectionName"], CAS);
@@ -175,11 +181,19 @@ async fn counters_read_and_reset_all_or_per_instance() {
 
     env.post(&format!("instances/{NAME}/counters/reset"), None).await;
     let one = env.get(&format!("instances/{NAME}/counters")).await;
-    assert_eq!(one, json!({"calls": {}, "connections": 0, "connectionAttempts": 0}));
-    assert_eq!(env.get("counters").await[CAS]["connectSettings"], 1, "other instance untouched");
+    assert_eq!(
+        one,
+        json!({"calls": {}, "connections": 0, "connectionAttempts": 0})
+    );
+    assert_eq!(
+        env.get("counters").await[CAS]["connectSettings"],
+        1,
+        "other instance untouched"
+    );
 
     // The token endpoint's count is reset with everything else.
-    env.emulator.set_metadata_service_account("vm@ctl-project.iam.gserviceaccount.com");
+    env.emulator
+        .set_metadata_service_account("vm@ctl-project.iam.gserviceaccount.com");
     let token = env
         .http
         .get(format!(
@@ -208,8 +222,10 @@ async fn faults_set_read_and_cleared() {
 
     env.post(
         &path,
-        Some(json!({"admin_status": 503, "admin_status_times": 5, "server_cert": "wrong_san",
-                    "reported_region": "asia-east1"})),
+        Some(
+            json!({"admin_status": 503, "admin_status_times": 5, "server_cert": "wrong_san",
+                    "reported_region": "asia-east1"}),
+        ),
     )
     .await;
     let now = env.get(&path).await;
@@ -238,10 +254,14 @@ async fn bad_bodies_answer_400_and_unknown_instances_404_in_json() {
     let post = reqwest::Method::POST;
     let path = format!("instances/{NAME}/faults");
 
-    let (status, error) = env.call(post.clone(), &path, Some("{\"proxy_rest\": true}")).await;
+    let (status, error) = env
+        .call(post.clone(), &path, Some("{\"proxy_rest\": true}"))
+        .await;
     assert_eq!(status, 400);
     assert!(message(&error).contains("proxy_rest"), "{error}");
-    let (status, error) = env.call(post.clone(), &path, Some("{\"admin_status\": \"x\"}")).await;
+    let (status, error) = env
+        .call(post.clone(), &path, Some("{\"admin_status\": \"x\"}"))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["status"], "INVALID_ARGUMENT");
     let (status, error) = env.call(post.clone(), &path, Some("not json")).await;
@@ -249,7 +269,9 @@ async fn bad_bodies_answer_400_and_unknown_instances_404_in_json() {
     let (status, error) = env.call(post.clone(), &path, None).await;
     assert_eq!(status, 400);
     assert!(message(&error).contains("empty"), "{error}");
-    let (status, _) = env.call(post.clone(), "tokenFaults", Some("{\"stauts\": 500}")).await;
+    let (status, _) = env
+        .call(post.clone(), "tokenFaults", Some("{\"stauts\": 500}"))
+        .await;
     assert_eq!(status, 400);
     let (status, error) = env
         .call(post.clone(), "dns/records", Some(r#"{"name": "a.example.com"}"#))
@@ -286,7 +308,10 @@ async fn bad_bodies_answer_400_and_unknown_instances_404_in_json() {
             .await;
         assert_eq!(status, 404, "{method} {route}");
         assert!(message(&error).contains(missing), "{error}");
-        assert!(message(&error).contains(NAME), "names the known instances: {error}");
+        assert!(
+            message(&error).contains(NAME),
+            "names the known instances: {error}"
+        );
     }
     let (status, error) = env.call(reqwest::Method::GET, "nothing/here", None).await;
     assert_eq!(status, 404);
@@ -299,7 +324,13 @@ async fn rotations_and_connection_resets() {
     let before: Value = env.connect_settings(NAME).await.json().await.unwrap();
     env.post(&format!("instances/{NAME}/rotateServerCa"), None).await;
     let after: Value = env.connect_settings(NAME).await.json().await.unwrap();
-    let certs = |v: &Value| v["serverCaCert"]["cert"].as_str().unwrap().matches("BEGIN CERTIFICATE").count();
+    let certs = |v: &Value| {
+        v["serverCaCert"]["cert"]
+            .as_str()
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count()
+    };
     assert_ne!(before["serverCaCert"]["cert"], after["serverCaCert"]["cert"]);
     assert_eq!(certs(&after), certs(&before) + 1, "old and new CA both trusted");
 
@@ -308,7 +339,8 @@ async fn rotations_and_connection_resets() {
     env.post(&format!("instances/{NAME}/rotateClientCa"), None).await;
     assert_ne!(inst.client_ca_pem(), client_ca);
 
-    env.post(&format!("instances/{NAME}/resetConnections"), None).await;
+    env.post(&format!("instances/{NAME}/resetConnections"), None)
+        .await;
 }
 
 /// A TXT query for `name`; the raw answer, or `None` after a timeout.
@@ -338,8 +370,11 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 async fn dns_records_set_listed_removed_and_outages() {
     let env = Env::new().await;
     let dns = env.emulator.dns_addr();
-    env.post("dns/records", Some(json!({"name": "pg.ctl.example.com.", "txt": [NAME]})))
-        .await;
+    env.post(
+        "dns/records",
+        Some(json!({"name": "pg.ctl.example.com.", "txt": [NAME]})),
+    )
+    .await;
     env.post(
         "dns/records",
         Some(json!({"name": "alias.ctl.example.com", "cname": "pg.ctl.example.com"})),
@@ -358,13 +393,19 @@ async fn dns_records_set_listed_removed_and_outages() {
     assert!(holds(&alias, "ctl"), "CNAME answered");
 
     // A POST replaces the name's records.
-    env.post("dns/records", Some(json!({"name": "pg.ctl.example.com", "txt": [CAS]})))
-        .await;
+    env.post(
+        "dns/records",
+        Some(json!({"name": "pg.ctl.example.com", "txt": [CAS]})),
+    )
+    .await;
     let answer = query_txt(dns, "pg.ctl.example.com").await.unwrap();
     assert!(holds(&answer, CAS) && !holds(&answer, NAME));
 
     env.post("dns/stop", None).await;
-    assert!(query_txt(dns, "pg.ctl.example.com").await.is_none(), "outage drops queries");
+    assert!(
+        query_txt(dns, "pg.ctl.example.com").await.is_none(),
+        "outage drops queries"
+    );
     env.post("dns/start", None).await;
     assert!(query_txt(dns, "pg.ctl.example.com").await.is_some());
     assert_eq!(env.get("dns/queries/pg.ctl.example.com").await["queries"], 4);
@@ -379,13 +420,17 @@ async fn dns_records_set_listed_removed_and_outages() {
     assert_eq!(status, 204);
     let answer = query_txt(dns, "pg.ctl.example.com").await.unwrap();
     assert!(!holds(&answer, CAS), "record gone");
-    assert_eq!(env.get("dns/records").await["records"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        env.get("dns/records").await["records"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn token_faults_set_read_and_cleared() {
     let env = Env::new().await;
-    env.post("tokenFaults", Some(json!({"status": 503, "times": 2}))).await;
+    env.post("tokenFaults", Some(json!({"status": 503, "times": 2})))
+        .await;
     assert_eq!(
         env.get("tokenFaults").await,
         json!({"status": 503, "times": 2, "delay_ms": 0, "malformed": false})
@@ -404,5 +449,9 @@ async fn token_faults_set_read_and_cleared() {
     let (status, _) = env.call(reqwest::Method::DELETE, "tokenFaults", None).await;
     assert_eq!(status, 204);
     assert_eq!(env.get("tokenFaults").await["status"], Value::Null);
-    assert_eq!(token(env.http.clone(), uri).await, 400, "a real (refused) grant again");
+    assert_eq!(
+        token(env.http.clone(), uri).await,
+        400,
+        "a real (refused) grant again"
+    );
 }

@@ -67,7 +67,12 @@ async fn google_auth_probes_are_answered_with_the_flavor_header() {
     assert_eq!(info.headers().get("content-type").unwrap(), "application/json");
     let info: Value = info.json().await.unwrap();
     assert_eq!(info["email"], VM);
-    assert!(info["scopes"].as_array().unwrap()[0].as_str().unwrap().ends_with("cloud-platform"));
+    assert!(
+        info["scopes"].as_array().unwrap()[0]
+            .as_str()
+            .unwrap()
+            .ends_with("cloud-platform")
+    );
     assert!(
         probe
             .text("/computeMetadata/v1/instance/service-accounts/default/")
@@ -81,7 +86,9 @@ async fn google_auth_probes_are_answered_with_the_flavor_header() {
             .contains(&format!("{VM}/"))
     );
     assert_eq!(
-        probe.text("/computeMetadata/v1/instance/service-accounts/default/email").await,
+        probe
+            .text("/computeMetadata/v1/instance/service-accounts/default/email")
+            .await,
         VM
     );
     assert!(
@@ -116,7 +123,9 @@ async fn google_auth_probes_are_answered_with_the_flavor_header() {
 
     // The same by the account's email.
     let by_email: Value = probe
-        .get(&format!("/computeMetadata/v1/instance/service-accounts/{VM}/token"))
+        .get(&format!(
+            "/computeMetadata/v1/instance/service-accounts/{VM}/token"
+        ))
         .await
         .json()
         .await
@@ -153,17 +162,32 @@ async fn google_auth_probes_are_answered_with_the_flavor_header() {
     );
 
     // The project, from the service account unless set.
-    assert_eq!(probe.text("/computeMetadata/v1/project/project-id").await, "meta-project");
+    assert_eq!(
+        probe.text("/computeMetadata/v1/project/project-id").await,
+        "meta-project"
+    );
     let number = probe.text("/computeMetadata/v1/project/numeric-project-id").await;
-    assert!(number.len() == 12 && number.bytes().all(|b| b.is_ascii_digit()), "{number}");
+    assert!(
+        number.len() == 12 && number.bytes().all(|b| b.is_ascii_digit()),
+        "{number}"
+    );
     emulator.set_metadata_project_id("other-project");
-    assert_eq!(probe.text("/computeMetadata/v1/project/project-id").await, "other-project");
-    assert_ne!(probe.text("/computeMetadata/v1/project/numeric-project-id").await, number);
+    assert_eq!(
+        probe.text("/computeMetadata/v1/project/project-id").await,
+        "other-project"
+    );
+    assert_ne!(
+        probe.text("/computeMetadata/v1/project/numeric-project-id").await,
+        number
+    );
     assert_eq!(
         probe.text("/computeMetadata/v1/universe/universe-domain").await,
         "googleapis.com"
     );
-    assert_eq!(probe.get("/computeMetadata/v1/instance/zone-nope").await.status(), 404);
+    assert_eq!(
+        probe.get("/computeMetadata/v1/instance/zone-nope").await.status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -185,10 +209,19 @@ async fn requests_without_the_flavor_header_are_refused() {
         let bare = http.get(&url).send().await.unwrap();
         assert_eq!(bare.status(), 403, "{path}");
         assert_eq!(bare.headers().get("metadata-flavor").unwrap(), "Google");
-        let wrong = http.get(&url).header("Metadata-Flavor", "Gogle").send().await.unwrap();
+        let wrong = http
+            .get(&url)
+            .header("Metadata-Flavor", "Gogle")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), 403, "{path}");
     }
-    assert_eq!(emulator.token_requests(), 0, "refused before any token was issued");
+    assert_eq!(
+        emulator.token_requests(),
+        0,
+        "refused before any token was issued"
+    );
 }
 
 #[tokio::test]
