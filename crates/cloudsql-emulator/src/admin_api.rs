@@ -1,6 +1,6 @@
 //! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
-//! `v1beta4` and `v1`), the OAuth2 token endpoint, and the emulator's own counters and control
-//! routes (faults, CA rotations, connection resets, instance stop and start, DNS outages).
+//! `v1beta4` and `v1`), the OAuth2 token endpoint; the emulator's own control routes are in
+//! `control_api`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,12 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use crate::State;
 use crate::counters::RequestInfo;
-use crate::faults::{FaultState, TokenFault, TokenFaultState};
+use crate::faults::{FaultState, TokenFault};
 use crate::instance::Instance;
 use crate::oauth::{ADMIN_SCOPE, Grant, LOGIN_SCOPE, TokenRequest};
 use crate::oversized::{html_error, json_success};
@@ -38,27 +38,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             get(resolve_connect_settings),
         )
         .route("/token", post(token))
-        .route("/emulator/v1/counters", get(counters))
-        .route("/emulator/v1/tokenCounters", get(token_counters))
-        .route("/emulator/v1/tokenFaults", post(set_token_faults))
-        .route("/emulator/v1/instances/{name}/faults", post(set_faults))
-        .route(
-            "/emulator/v1/instances/{name}/rotateServerCa",
-            post(rotate_server_ca),
-        )
-        .route(
-            "/emulator/v1/instances/{name}/rotateClientCa",
-            post(rotate_client_ca),
-        )
-        .route(
-            "/emulator/v1/instances/{name}/resetConnections",
-            post(reset_connections),
-        )
-        .route("/emulator/v1/dns/stop", post(dns_stop))
-        .route("/emulator/v1/dns/start", post(dns_start))
-        .route("/emulator/v1/dns/queries/{name}", get(dns_queries))
-        .route("/emulator/v1/instances/{name}/stop", post(stop))
-        .route("/emulator/v1/instances/{name}/start", post(start))
+        .merge(crate::control_api::router())
         .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
         .with_state(state)
@@ -409,107 +389,6 @@ pub(crate) async fn token_fault(state: &State) -> Option<Response> {
                 .into_response(),
         ),
     }
-}
-
-async fn counters(AxState(state): AxState<Arc<State>>) -> Response {
-    let all: serde_json::Map<String, Value> = state
-        .all_instances()
-        .into_iter()
-        .map(|inst| {
-            (
-                inst.connection_name().to_owned(),
-                json!(inst.counters().snapshot()),
-            )
-        })
-        .collect();
-    axum::Json(Value::Object(all)).into_response()
-}
-
-/// `{"tokenRequests": n}`: requests to the token endpoint and the metadata server's token
-/// endpoint, faulted or not. (Separate from `counters`, whose keys are all instance names.)
-async fn token_counters(AxState(state): AxState<Arc<State>>) -> Response {
-    axum::Json(json!({"tokenRequests": state.token_requests.load(Ordering::Relaxed)})).into_response()
-}
-
-async fn set_token_faults(
-    AxState(state): AxState<Arc<State>>,
-    axum::Json(faults): axum::Json<TokenFaultState>,
-) -> Response {
-    state.token_faults.set(faults);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn set_faults(
-    AxState(state): AxState<Arc<State>>,
-    Path(name): Path<String>,
-    axum::Json(faults): axum::Json<FaultState>,
-) -> Response {
-    match state.find(&name) {
-        Some(inst) => {
-            inst.faults().set(faults);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => api_error(404, default_message(404)),
-    }
-}
-
-async fn rotate_server_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    match state.find(&name) {
-        Some(inst) => match inst.rotate_server_ca() {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => api_error(500, &format!("rotation failed: {e}")),
-        },
-        None => api_error(404, default_message(404)),
-    }
-}
-
-async fn rotate_client_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    match state.find(&name) {
-        Some(inst) => match inst.rotate_client_ca() {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => api_error(500, &format!("rotation failed: {e}")),
-        },
-        None => api_error(404, default_message(404)),
-    }
-}
-
-/// Runs `action` on the named instance and answers 204, or 404 when there is no such instance.
-fn control(state: &State, name: &str, action: impl FnOnce(&Instance)) -> Response {
-    match state.find(name) {
-        Some(inst) => {
-            action(&inst);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        None => api_error(404, default_message(404)),
-    }
-}
-
-async fn reset_connections(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    control(&state, &name, Instance::reset_connections)
-}
-
-async fn stop(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    control(&state, &name, Instance::stop)
-}
-
-async fn start(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    control(&state, &name, Instance::start)
-}
-
-/// Makes the DNS server drop every query (clients time out) until `dns/start`.
-async fn dns_stop(AxState(state): AxState<Arc<State>>) -> Response {
-    state.zone.set_down(true);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-async fn dns_start(AxState(state): AxState<Arc<State>>) -> Response {
-    state.zone.set_down(false);
-    StatusCode::NO_CONTENT.into_response()
-}
-
-/// `{"queries": n}`: DNS queries received for `name`, answered or dropped.
-async fn dns_queries(AxState(state): AxState<Arc<State>>, Path(name): Path<String>) -> Response {
-    axum::Json(json!({"queries": state.zone.queries(&name)})).into_response()
 }
 
 /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings`.

@@ -2,10 +2,11 @@
 //! certificate lifetime, backend database and IAM users. Also the binary's config file.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
 
 /// How the instance's server certificate is issued (`serverCaMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -260,12 +261,20 @@ impl InstanceConfig {
     }
 }
 
-/// The binary's configuration file (TOML).
+/// The binary's configuration file (TOML). `docs/emulator.md` has a full example.
 ///
 /// ```toml
 /// admin_api_addr = "127.0.0.1:8080"     # optional; a free port otherwise
-/// credentials_dir = "/tmp/cloudsql-emulator"
+/// credentials_dir = "credentials"       # relative to this file's directory
 /// service_accounts = ["app@my-project.iam.gserviceaccount.com"]
+///
+/// [metadata]
+/// service_account = "vm@my-project.iam.gserviceaccount.com"
+/// project_id = "my-project"
+///
+/// [[dns_records]]
+/// name = "pg.example.com"
+/// txt = ["my-project:us-central1:pg"]
 ///
 /// [[instances]]
 /// connection_name = "my-project:us-central1:pg"
@@ -274,16 +283,134 @@ impl InstanceConfig {
 /// ca_mode = "google_managed_cas"
 /// ```
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FileConfig {
-    /// Where the Admin API and token endpoint listen.
+    /// Where the Admin API, token endpoint, metadata server and control API listen.
     pub admin_api_addr: Option<SocketAddr>,
-    /// Where credentials files are written (a temporary directory otherwise).
+    /// Where credentials files are written (a temporary directory otherwise). A relative path
+    /// is relative to the config file's directory once loaded with [`FileConfig::load`].
     pub credentials_dir: Option<PathBuf>,
     /// Service accounts to create; the first one's key file is printed.
     #[serde(default)]
     pub service_accounts: Vec<String>,
+    /// What the GCE metadata server says about the VM it pretends to be.
+    #[serde(default)]
+    pub metadata: MetadataConfig,
+    /// DNS records the emulator's DNS server answers from the start.
+    #[serde(default)]
+    pub dns_records: Vec<DnsRecord>,
     /// The instances.
     #[serde(default)]
     pub instances: Vec<InstanceConfig>,
+}
+
+impl FileConfig {
+    /// Reads and parses the config file at `path`, then makes its relative paths relative to
+    /// the file's directory (not the working directory) and absolute, and checks its DNS
+    /// records.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut config: FileConfig =
+            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        // Absolute, so the paths the binary prints mean the same to whoever reads them.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let base = absolute.parent().unwrap_or_else(|| Path::new(""));
+        if let Some(dir) = config.credentials_dir.take() {
+            config.credentials_dir = Some(if dir.is_relative() { base.join(dir) } else { dir });
+        }
+        for record in &config.dns_records {
+            record
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+        }
+        Ok(config)
+    }
+}
+
+/// The `[metadata]` table: the VM the metadata server pretends to be.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetadataConfig {
+    /// The VM's default service account (its email). Without one, the metadata server's
+    /// service-account routes answer 404, as on a VM without a service account.
+    pub service_account: Option<String>,
+    /// `project/project-id`; by default the project of `service_account`'s email domain.
+    pub project_id: Option<String>,
+}
+
+/// A DNS record set for one name: TXT values or a CNAME. In the config file (`[[dns_records]]`)
+/// and the body of `POST /emulator/v1/dns/records`.
+///
+/// ```json
+/// {"name": "pg.example.com", "txt": ["my-project:us-central1:pg"]}
+/// {"name": "alias.example.com", "cname": "pg.example.com"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DnsRecord {
+    /// The name, with or without a trailing dot (case is ignored).
+    pub name: String,
+    /// TXT values, each one record (for an instance: its `project:region:instance`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txt: Vec<String>,
+    /// The canonical name this name is an alias of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname: Option<String>,
+}
+
+impl DnsRecord {
+    /// TXT records for `name`.
+    pub fn txt(name: &str, values: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            txt: values.iter().map(|v| (*v).to_owned()).collect(),
+            cname: None,
+        }
+    }
+
+    /// A CNAME from `name` to `target`.
+    pub fn cname(name: &str, target: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            txt: Vec::new(),
+            cname: Some(target.to_owned()),
+        }
+    }
+
+    /// Checks that the record names something and holds either TXT values or a CNAME.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.name.trim_end_matches('.').trim().is_empty() {
+            return Err("a DNS record needs a non-empty `name`".into());
+        }
+        match (self.txt.is_empty(), &self.cname) {
+            (false, None) => Ok(()),
+            (true, Some(c)) if !c.trim_end_matches('.').trim().is_empty() => Ok(()),
+            (true, Some(_)) => Err(format!("DNS record `{}` has an empty `cname`", self.name)),
+            (true, None) => Err(format!(
+                "DNS record `{}` needs `txt` (a list of strings) or `cname` (a name)",
+                self.name
+            )),
+            (false, Some(_)) => Err(format!(
+                "DNS record `{}` has both `txt` and `cname`; a CNAME stands alone",
+                self.name
+            )),
+        }
+    }
+
+    /// Replaces the records of the name with this one.
+    pub(crate) fn apply(&self, zone: &crate::dns::Zone) {
+        zone.remove(&self.name);
+        match &self.cname {
+            Some(target) => zone.set_cname(&self.name, target),
+            None => {
+                for value in &self.txt {
+                    zone.add_txt(&self.name, value);
+                }
+            }
+        }
+    }
 }

@@ -92,6 +92,15 @@ impl Counters {
         lock(&self.calls).values().sum()
     }
 
+    /// Zeroes every count and forgets the last request and the metadata exchanges.
+    pub fn reset(&self) {
+        lock(&self.calls).clear();
+        *lock(&self.last) = None;
+        lock(&self.mdx).clear();
+        self.connections.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.attempts.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// All counts.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
         lock(&self.calls).clone()

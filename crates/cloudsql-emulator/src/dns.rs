@@ -55,6 +55,32 @@ impl Zone {
         lock(&self.records).remove(&key(name));
     }
 
+    /// Every record, as the control API shows them: `{"name", "txt": [...]}` or
+    /// `{"name", "cname"}`, sorted by name.
+    pub(crate) fn records(&self) -> Vec<serde_json::Value> {
+        let mut all: Vec<serde_json::Value> = lock(&self.records)
+            .iter()
+            .map(|(name, records)| {
+                let txt: Vec<&str> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Txt(t) => Some(t.as_str()),
+                        Record::Cname(_) => None,
+                    })
+                    .collect();
+                match records.iter().find_map(|r| match r {
+                    Record::Cname(c) => Some(c),
+                    Record::Txt(_) => None,
+                }) {
+                    Some(cname) => serde_json::json!({"name": name, "cname": cname}),
+                    None => serde_json::json!({"name": name, "txt": txt}),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        all
+    }
+
     pub(crate) fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::Relaxed);
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::InstanceConfig;
+use crate::config::{DnsRecord, InstanceConfig};
 use crate::faults::TokenFaults;
 use crate::instance::Instance;
 use crate::naming::split_connection_name;
@@ -19,7 +19,7 @@ use crate::oauth::OAuth;
 /// Shared state behind the HTTP handlers.
 pub(crate) struct State {
     pub(crate) oauth: Arc<OAuth>,
-    pub(crate) metadata_principal: std::sync::Mutex<Option<String>>,
+    pub(crate) metadata: crate::metadata::Metadata,
     pub(crate) zone: Arc<crate::dns::Zone>,
     pub(crate) token_faults: TokenFaults,
     /// Requests to the token endpoint and the metadata server's token endpoint.
@@ -89,7 +89,7 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             oauth: Arc::new(OAuth::new(format!("http://{addr}/token"))),
-            metadata_principal: std::sync::Mutex::new(None),
+            metadata: crate::metadata::Metadata::default(),
             zone: Arc::default(),
             token_faults: TokenFaults::default(),
             token_requests: AtomicU64::new(0),
@@ -183,7 +183,13 @@ impl Emulator {
     /// Makes the metadata server hand out tokens for `principal` (the VM's default service
     /// account); point `GCE_METADATA_HOST` at [`metadata_host`](Self::metadata_host).
     pub fn set_metadata_service_account(&self, principal: &str) {
-        *crate::oauth::lock(&self.state.metadata_principal) = Some(principal.to_owned());
+        self.state.metadata.set_service_account(Some(principal));
+    }
+
+    /// Sets the metadata server's `project/project-id` (by default the project of the service
+    /// account's email, else `emulated-project`); `project/numeric-project-id` follows from it.
+    pub fn set_metadata_project_id(&self, project: &str) {
+        self.state.metadata.set_project_id(Some(project));
     }
 
     /// The value for `GCE_METADATA_HOST` (`127.0.0.1:PORT`).
@@ -204,6 +210,14 @@ impl Emulator {
     /// Makes `name` a CNAME for `target`, replacing its other records.
     pub fn set_cname_record(&self, name: &str, target: &str) {
         self.state.zone.set_cname(name, target);
+    }
+
+    /// Replaces the records of a name with `record`'s TXT values or CNAME. Also
+    /// `POST /emulator/v1/dns/records`.
+    pub fn set_dns_record(&self, record: &DnsRecord) -> anyhow::Result<()> {
+        record.validate().map_err(anyhow::Error::msg)?;
+        record.apply(&self.state.zone);
+        Ok(())
     }
 
     /// Removes every record of `name`.

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::oauth::lock;
 
@@ -16,8 +16,11 @@ pub struct Faults {
 }
 
 /// A snapshot of what is switched on; also the JSON body of the faults HTTP endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+///
+/// Every field is optional in JSON (`{}` clears every fault); an unknown field is refused, so
+/// a misspelt fault is an error rather than silently off.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FaultState {
     /// Answer Admin API calls with this HTTP status (and a Google-shaped error body).
@@ -62,7 +65,7 @@ pub struct FaultState {
 }
 
 /// A server certificate signed by the right CA but defective in one way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ServerCertFault {
@@ -238,8 +241,8 @@ pub struct TokenFaults {
 }
 
 /// A snapshot of the token endpoint faults; also the JSON body of `POST /emulator/v1/tokenFaults`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenFaultState {
     /// Answer token requests with this HTTP status and an `internal_failure` JSON error.

@@ -10,6 +10,10 @@
 //! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
 //!   a required client certificate, a server certificate per CA mode, then a relay to a real
 //!   database, with automatic IAM database authentication enforced for real;
+//! - a **control API** under `/emulator/v1/` on the Admin API's port (list instances, read and
+//!   reset counters, set and clear faults, rotate CAs, stop and start instances, edit DNS
+//!   records), so test suites in any language can drive the `cloudsql-emulator` binary; the
+//!   repository's `docs/emulator.md` documents it and the binary's config file;
 //! - for SQL Server, which cannot run on the test machines, a small **TDS test responder**
 //!   (`InstanceConfig::sql_server`): not a database, just enough of the protocol for tiberius to
 //!   log in with a SQL login, run `SELECT 1` / `SELECT @@VERSION`, and get real errors.
@@ -33,6 +37,7 @@
 mod admin_api;
 mod ca;
 mod config;
+mod control_api;
 mod counters;
 mod dns;
 mod emulator;
@@ -46,7 +51,7 @@ mod oversized;
 mod proxy;
 mod tds_responder;
 
-pub use config::{CaMode, FileConfig, IamUser, InstanceConfig, SqlLogin};
+pub use config::{CaMode, DnsRecord, FileConfig, IamUser, InstanceConfig, MetadataConfig, SqlLogin};
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;

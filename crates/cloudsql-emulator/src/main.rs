@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::Parser;
 use cloudsql_emulator::{Emulator, FileConfig};
 
@@ -10,7 +9,8 @@ use cloudsql_emulator::{Emulator, FileConfig};
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML configuration file (see the crate docs for its fields).
+    /// TOML configuration file (see docs/emulator.md for its fields). Relative paths in it are
+    /// relative to its own directory.
     #[arg(long)]
     config: PathBuf,
 }
@@ -24,10 +24,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let config: FileConfig =
-        toml::from_str(&text).with_context(|| format!("invalid config {}", args.config.display()))?;
+    let config = FileConfig::load(&args.config)?;
 
     let emulator = match config.admin_api_addr {
         Some(addr) => Emulator::start_on(addr).await?,
@@ -42,6 +39,17 @@ async fn main() -> anyhow::Result<()> {
         config.service_accounts
     };
     println!("admin_api_url = {}", emulator.admin_api_url());
+    println!("metadata_host = {}", emulator.metadata_host());
+    println!("dns_addr = {}", emulator.dns_addr());
+    if let Some(email) = &config.metadata.service_account {
+        emulator.set_metadata_service_account(email);
+    }
+    if let Some(project) = &config.metadata.project_id {
+        emulator.set_metadata_project_id(project);
+    }
+    for record in &config.dns_records {
+        emulator.set_dns_record(record)?;
+    }
     for (i, email) in accounts.iter().enumerate() {
         let path = emulator.write_service_account_file(email, &dir)?;
         if i == 0 {
