@@ -10,9 +10,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-use x509_parser::prelude::*;
+use ::time::OffsetDateTime;
+use ::time::format_description::well_known::Rfc3339;
+use x509_parser::parse_x509_certificate;
 
 const ADMIN: &str = "https://www.googleapis.com/auth/sqlservice.admin";
 
