@@ -4,9 +4,9 @@
 //! can observe. Credentials come from the emulator's metadata server, as on Google Cloud.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-mod support;
 #[path = "conformance/runner.rs"]
 mod runner;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -58,9 +58,14 @@ fn ensure_node_modules() {
         "`node` is missing; run `bash scripts/ensure-node.sh` (scripts/test.sh does it for you)"
     );
     let dir = Path::new(NODE_DIR);
-    let ready = ["@google-cloud/cloud-sql-connector", "google-auth-library", "pg", "mysql2"]
-        .iter()
-        .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
+    let ready = [
+        "@google-cloud/cloud-sql-connector",
+        "google-auth-library",
+        "pg",
+        "mysql2",
+    ]
+    .iter()
+    .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
     if ready {
         return;
     }
@@ -113,9 +118,7 @@ async fn google_node_connector_finds_the_emulator_indistinguishable_from_cloud_s
     let legacy = add(pg(CaMode::Legacy).private_ip(true)).await;
     let customer_cas = add(pg(CaMode::CustomerManagedCas)).await;
     let expired = add(pg(CaMode::Legacy)).await;
-    expired
-        .faults()
-        .server_cert(Some(ServerCertFault::Expired));
+    expired.faults().server_cert(Some(ServerCertFault::Expired));
     let disabled = add(pg(CaMode::Legacy)).await;
     disabled.faults().api_disabled(true);
     let flaky = add(pg(CaMode::GoogleManagedCas)).await;

@@ -5,9 +5,9 @@
 //! Cloud SQL, not just our own client's idea of it.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
-mod support;
 #[path = "conformance/runner.rs"]
 mod runner;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +64,10 @@ fn python() -> PathBuf {
 
 fn ensure_venv() {
     let ready = Command::new(python())
-        .args(["-c", "import google.cloud.sql.connector, pg8000, asyncpg, pymysql"])
+        .args([
+            "-c",
+            "import google.cloud.sql.connector, pg8000, asyncpg, pymysql",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if ready {
@@ -120,9 +123,7 @@ async fn google_python_connector_finds_the_emulator_indistinguishable_from_cloud
     let short_lazy = add(pg(CaMode::Legacy).cert_lifetime(short)).await;
     let short_background = add(pg(CaMode::GoogleManagedCas).cert_lifetime(short)).await;
     let expired = add(pg(CaMode::Legacy)).await;
-    expired
-        .faults()
-        .server_cert(Some(ServerCertFault::Expired));
+    expired.faults().server_cert(Some(ServerCertFault::Expired));
     let disabled = add(pg(CaMode::Legacy)).await;
     disabled.faults().api_disabled(true);
     let flaky = add(pg(CaMode::GoogleManagedCas)).await;

@@ -1,7 +1,7 @@
 //! Runs one conformance script (Python or Node) in a child process against the emulator: serves
 //! its `EMULATOR <action> <instance>` requests on stdin/stdout, and returns the JSON object it
 //! prints last (`{case: {"ok": bool, "detail": "..."}}`).
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -16,7 +16,9 @@ pub async fn run(mut command: Command, emulator: &Emulator, what: &str) -> serde
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
     let mut stdin = child.stdin.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let stderr_task = tokio::spawn(async move {

@@ -172,7 +172,10 @@ pub(crate) fn unauthenticated() -> Response {
     });
     (
         StatusCode::UNAUTHORIZED,
-        [("www-authenticate", "Bearer realm=\"https://accounts.google.com/\"")],
+        [(
+            "www-authenticate",
+            "Bearer realm=\"https://accounts.google.com/\"",
+        )],
         axum::Json(body),
     )
         .into_response()

@@ -6,12 +6,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ::time::OffsetDateTime;
+use ::time::format_description::well_known::Rfc3339;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
 use serde_json::{Value, json};
-use ::time::OffsetDateTime;
-use ::time::format_description::well_known::Rfc3339;
 use x509_parser::parse_x509_certificate;
 
 const ADMIN: &str = "https://www.googleapis.com/auth/sqlservice.admin";
@@ -72,15 +72,16 @@ fn assert_ssl_cert_matches_its_certificate(resource: &Value) {
             .unix_timestamp()
     };
     assert_eq!(parse("createTime"), cert.validity().not_before.timestamp());
-    assert_eq!(
-        parse("expirationTime"),
-        cert.validity().not_after.timestamp()
-    );
+    assert_eq!(parse("expirationTime"), cert.validity().not_after.timestamp());
 }
 
 #[tokio::test]
 async fn ssl_cert_resources_describe_their_own_certificates() {
-    for mode in [CaMode::Legacy, CaMode::GoogleManagedCas, CaMode::CustomerManagedCas] {
+    for mode in [
+        CaMode::Legacy,
+        CaMode::GoogleManagedCas,
+        CaMode::CustomerManagedCas,
+    ] {
         let (emulator, instance, token) = setup(|c| c.ca_mode(mode)).await;
         let http = reqwest::Client::new();
         let settings: Value = http
