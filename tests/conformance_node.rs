@@ -42,6 +42,8 @@ const EXPECTED: &[&str] = &[
     "mysql2 automatic IAM cas",
     "mysql2 automatic IAM legacy",
     "pg through startLocalProxy (Unix socket)",
+    "pg PSC (DNS name mapped locally)",
+    "client CA rotation recovered by a retry",
     "expired server certificate refused",
     "403 SERVICE_DISABLED message surfaced",
     "500 from connectSettings (GET) retried",
@@ -117,6 +119,8 @@ async fn google_node_connector_finds_the_emulator_indistinguishable_from_cloud_s
     let cas = add(pg(CaMode::GoogleManagedCas)).await;
     let legacy = add(pg(CaMode::Legacy).private_ip(true)).await;
     let customer_cas = add(pg(CaMode::CustomerManagedCas)).await;
+    let psc = add(pg(CaMode::GoogleManagedCas).psc(true).public(false)).await;
+    let rotate = add(pg(CaMode::GoogleManagedCas)).await;
     let expired = add(pg(CaMode::Legacy)).await;
     expired.faults().server_cert(Some(ServerCertFault::Expired));
     let disabled = add(pg(CaMode::Legacy)).await;
@@ -143,10 +147,12 @@ async fn google_node_connector_finds_the_emulator_indistinguishable_from_cloud_s
     let config = json!({
         "admin_api": env.emulator.admin_api_url(),
         "login_token": login_token,
+        "psc_hosts": {psc.psc_dns_name().unwrap(): psc.psc_ip().unwrap().to_string()},
         "pg": {
             "user": pg_user, "password": "app-password", "iam_user": pg_iam_user,
             "cas": cas.connection_name(), "legacy": legacy.connection_name(),
-            "customer_cas": customer_cas.connection_name(),
+            "customer_cas": customer_cas.connection_name(), "psc": psc.connection_name(),
+            "rotate": rotate.connection_name(),
             "expired": expired.connection_name(), "disabled": disabled.connection_name(),
             "flaky": flaky.connection_name(), "flaky_get": flaky_get.connection_name(),
         },

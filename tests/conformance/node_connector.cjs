@@ -14,6 +14,20 @@ const pg = require('pg');
 const mysql = require('mysql2/promise');
 
 const cfg = JSON.parse(process.env.CONFORMANCE);
+
+// The PSC DNS name resolves only in the consumer's VPC; stand in for its private DNS zone.
+const dns = require('node:dns');
+const lookup = dns.lookup;
+dns.lookup = (host, ...rest) => lookup(cfg.psc_hosts[String(host).replace(/\.$/, '')] || host, ...rest);
+
+// Asks the test for a change to the emulator (a client CA rotation) and waits until it is made.
+const readline = require('node:readline');
+const stdinLines = readline.createInterface({input: process.stdin})[Symbol.asyncIterator]();
+async function emulator(action, instance) {
+  process.stdout.write(`EMULATOR ${action} ${instance}\n`);
+  await stdinLines.next();
+}
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
 const results = {};
 const SCOPES = [
   'https://www.googleapis.com/auth/sqlservice.admin',
@@ -99,6 +113,26 @@ async function main() {
     await client.end();
     return [rows[0].u === p.user, rows[0]];
   });
+  await run('pg PSC (DNS name mapped locally)', () =>
+    pgUserIs(c, p.psc, p.user, p.password, {ipType: 'PSC'}));
+  await run('client CA rotation recovered by a retry', async () => {
+    // A short refresh rate limit (a documented option) so the forced refresh is not held 30 s.
+    const opts = {limitRateInterval: 500};
+    const before = await pgUserIs(c, p.rotate, p.user, p.password, opts);
+    await emulator('rotate_client_ca', p.rotate);
+    const after = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt) await sleep(1000);
+      try {
+        after.push(await pgUserIs(c, p.rotate, p.user, p.password, opts));
+        break;
+      } catch (e) {
+        after.push(`${e && e.code ? e.code + ' ' : ''}${e && e.message}`);
+      }
+    }
+    const last = after[after.length - 1];
+    return [before[0] && Array.isArray(last) && last[0], {before, after}];
+  });
   await run('expired server certificate refused', () =>
     refused(() => pgUserIs(c, p.expired, p.user, p.password), 'CERT_HAS_EXPIRED', 'expired'));
   await run('403 SERVICE_DISABLED message surfaced', () =>
@@ -133,5 +167,6 @@ main()
       process.stderr.write(`${name.padEnd(width)}  ${r.ok ? 'pass' : 'FAIL'}\n`);
     }
     process.stdout.write(JSON.stringify(results) + '\n');
+    stdinLines.return();
     process.exit(0);
   });
