@@ -1,7 +1,8 @@
 //! Conformance: Google's own `@google-cloud/cloud-sql-connector` (1.x) with `pg` and `mysql2`,
-//! installed from npm, against the emulator — password and automatic IAM logins on PostgreSQL and
-//! MySQL, legacy and CAS instances, private IP, the local Unix-socket proxy, and the faults a client
-//! can observe. Credentials come from the emulator's metadata server, as on Google Cloud.
+//! installed from npm, against the emulator — password, automatic and manual IAM logins on
+//! PostgreSQL and MySQL, legacy and CAS instances, private IP, PSC, the local Unix-socket proxy,
+//! and the faults a client can observe. Credentials come from the emulator's metadata server, as
+//! on Google Cloud.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 #[path = "conformance/runner.rs"]
@@ -41,6 +42,7 @@ const EXPECTED: &[&str] = &[
     "mysql2 password legacy",
     "mysql2 automatic IAM cas",
     "mysql2 automatic IAM legacy",
+    "mysql2 manual IAM (token, mysql_clear_password)",
     "pg through startLocalProxy (Unix socket)",
     "pg PSC (DNS name mapped locally)",
     "client CA rotation recovered by a retry",

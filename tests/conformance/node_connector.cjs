@@ -62,9 +62,11 @@ async function pgUserIs(c, instanceConnectionName, user, password, extra = {}) {
   }
 }
 
-async function myUserIs(c, instanceConnectionName, user, password, extra = {}) {
+async function myUserIs(c, instanceConnectionName, user, password, extra = {}, driver = {}) {
   const clientOpts = await c.getOptions({instanceConnectionName, ipType: 'PUBLIC', ...extra});
-  const conn = await mysql.createConnection({...clientOpts, user, password, database: cfg.mysql.db});
+  const conn = await mysql.createConnection({
+    ...clientOpts, ...driver, user, password, database: cfg.mysql.db,
+  });
   try {
     const [rows] = await conn.query('SELECT CURRENT_USER() AS u, 1 AS one');
     return [rows[0].u === `${user}@%` && rows[0].one === 1, rows[0]];
@@ -100,6 +102,9 @@ async function main() {
     await run(`mysql2 automatic IAM ${mode}`, () =>
       myUserIs(c, m[mode], m.iam_user, undefined, {authType: 'IAM'}));
   }
+  // The tunnel is TLS, so the cleartext plugin (off by default in mysql2) is safe to enable.
+  await run('mysql2 manual IAM (token, mysql_clear_password)', () =>
+    myUserIs(c, m.cas, m.iam_user, cfg.login_token, {}, {enableCleartextPlugin: true}));
   await run('pg through startLocalProxy (Unix socket)', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudsql-node-'));
     await c.startLocalProxy({
