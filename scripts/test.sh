@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/ensure-databases.sh
 bash scripts/ensure-build-deps.sh
+bash scripts/ensure-node.sh
 bash scripts/scram-postgres.sh
 bash scripts/mysql-test-user.sh
 

@@ -1,20 +1,62 @@
-//! Conformance: Google's own `cloud-sql-python-connector[pg8000,pymysql]`, installed from PyPI,
-//! connects through the emulator (public IP, password login and automatic IAM authn, CAS
-//! instance; PostgreSQL and MySQL) — the emulator speaks real Cloud SQL, not just our own
-//! client's idea of it.
+//! Conformance: Google's own `cloud-sql-python-connector[pg8000,asyncpg,pymysql]`, installed from
+//! PyPI, against the emulator — password, automatic and manual IAM logins; legacy, Google-managed
+//! and customer-managed CAS instances; public, private and PSC addresses; lazy and background
+//! refresh with short certificates; and the faults a client can observe. The emulator speaks real
+//! Cloud SQL, not just our own client's idea of it.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+#[path = "conformance/runner.rs"]
+mod runner;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use cloudsql_emulator::CaMode;
+use cloudsql_emulator::{CaMode, InstanceConfig, ServerCertFault};
+use serde_json::json;
 use support::*;
 
 /// A virtualenv kept outside the clone so reruns do not reinstall.
 const VENV: &str = "/var/tmp/cloudsql-conformance-venv";
-const PACKAGE: &str = "cloud-sql-python-connector[pg8000,pymysql]";
+const PACKAGE: &str = "cloud-sql-python-connector[pg8000,asyncpg,pymysql]";
+const LOGIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.login";
+
+/// Every case the Python connector passes against real Cloud SQL.
+const EXPECTED: &[&str] = &[
+    "pg8000 password cas",
+    "pg8000 password legacy",
+    "pg8000 password customer_cas",
+    "pg8000 manual IAM (token as password) cas",
+    "pg8000 manual IAM (token as password) legacy",
+    "pg8000 manual IAM (token as password) customer_cas",
+    "pg8000 wrong password refused (28P01)",
+    "pg8000 IAM user without IAM authn refused (28000 or no password)",
+    "pg8000 automatic IAM cas",
+    "pg8000 automatic IAM legacy",
+    "pg8000 automatic IAM customer_cas",
+    "pg8000 private IP",
+    "pg8000 PSC (DNS name mapped locally)",
+    "public IP refused when the instance has none",
+    "asyncpg password cas",
+    "asyncpg password legacy",
+    "asyncpg manual IAM (token as password)",
+    "asyncpg automatic IAM cas",
+    "asyncpg automatic IAM legacy",
+    "pymysql password cas",
+    "pymysql password legacy",
+    "pymysql manual IAM (token, mysql_clear_password) cas",
+    "pymysql manual IAM (token, mysql_clear_password) legacy",
+    "pymysql IAM user without IAM authn refused (1045)",
+    "pymysql automatic IAM cas",
+    "pymysql automatic IAM legacy",
+    "lazy refresh, short certificate, two connects",
+    "background refresh, short certificate, two connects",
+    "expired server certificate refused",
+    "403 SERVICE_DISABLED message surfaced",
+    "500 from generateEphemeralCert retried",
+    "client CA rotation recovered by the second attempt",
+];
 
 fn python() -> PathBuf {
     Path::new(VENV).join("bin/python")
@@ -22,7 +64,10 @@ fn python() -> PathBuf {
 
 fn ensure_venv() {
     let ready = Command::new(python())
-        .args(["-c", "import google.cloud.sql.connector, pg8000, pymysql"])
+        .args([
+            "-c",
+            "import google.cloud.sql.connector, pg8000, asyncpg, pymysql",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if ready {
@@ -42,109 +87,97 @@ fn ensure_venv() {
         .expect("pip runs");
     assert!(
         status.success(),
-        "pip install {PACKAGE} failed; PyPI must be reachable"
+        "pip install {PACKAGE} failed; PyPI must be reachable (the conformance suite needs Google's connector)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn google_python_connector_connects_through_the_emulator() {
+async fn google_python_connector_finds_the_emulator_indistinguishable_from_cloud_sql() {
+    let venv = tokio::task::spawn_blocking(ensure_venv);
     let env = Env::new().await;
-    let iam_user = env
+    let pg_iam_user = env
         .sa_email
         .strip_suffix(".gserviceaccount.com")
         .unwrap()
         .to_owned();
     let backend_password = unique("iam-backend");
-    create_scram_role(&iam_user, &backend_password).await;
-    let app_user = unique("app");
-    create_scram_role(&app_user, "app-password").await;
-    let inst = env
-        .add(
-            env.pg_config_for(scram_pg())
-                .ca_mode(CaMode::GoogleManagedCas)
-                .iam_user(&env.sa_email, &backend_password),
-        )
-        .await;
-
+    create_scram_role(&pg_iam_user, &backend_password).await;
+    let pg_user = unique("app");
+    create_scram_role(&pg_user, "app-password").await;
     let my_iam_user = env.sa_email.split('@').next().unwrap().to_owned();
     create_mysql_user(&my_iam_user, &backend_password).await;
     let my_user = unique("myapp");
     create_mysql_user(&my_user, "my-password").await;
-    let my_inst = env
-        .add(
-            env.mysql_config()
-                .ca_mode(CaMode::GoogleManagedCas)
-                .iam_user(&env.sa_email, &backend_password),
-        )
-        .await;
 
-    tokio::task::spawn_blocking(ensure_venv).await.unwrap();
+    let pg = |mode: CaMode| {
+        env.pg_config_for(scram_pg())
+            .ca_mode(mode)
+            .iam_user(&env.sa_email, &backend_password)
+    };
+    let add = |config: InstanceConfig| env.add(config);
+    let cas = add(pg(CaMode::GoogleManagedCas)).await;
+    let legacy = add(pg(CaMode::Legacy).private_ip(true)).await;
+    let customer_cas = add(pg(CaMode::CustomerManagedCas)).await;
+    let psc = add(pg(CaMode::GoogleManagedCas).psc(true).public(false)).await;
+    let short = Duration::from_secs(90);
+    let short_lazy = add(pg(CaMode::Legacy).cert_lifetime(short)).await;
+    let short_background = add(pg(CaMode::GoogleManagedCas).cert_lifetime(short)).await;
+    let expired = add(pg(CaMode::Legacy)).await;
+    expired.faults().server_cert(Some(ServerCertFault::Expired));
+    let disabled = add(pg(CaMode::Legacy)).await;
+    disabled.faults().api_disabled(true);
+    let flaky = add(pg(CaMode::GoogleManagedCas)).await;
+    flaky
+        .faults()
+        .admin_status_for("generateEphemeralCert", 500, Some(1));
+    let rotate = add(pg(CaMode::GoogleManagedCas)).await;
+    let my = |mode: CaMode| {
+        env.mysql_config()
+            .ca_mode(mode)
+            .iam_user(&env.sa_email, &backend_password)
+    };
+    let my_cas = add(my(CaMode::GoogleManagedCas)).await;
+    let my_legacy = add(my(CaMode::Legacy)).await;
+
+    let login_token = env
+        .emulator
+        .issue_token(&env.sa_email, &[LOGIN_SCOPE], Duration::from_secs(3600));
+    let config = json!({
+        "admin_api": env.emulator.admin_api_url(),
+        "login_token": login_token,
+        "psc_hosts": {psc.psc_dns_name().unwrap(): psc.psc_ip().unwrap().to_string()},
+        "pg": {
+            "user": pg_user, "password": "app-password", "iam_user": pg_iam_user,
+            "cas": cas.connection_name(), "legacy": legacy.connection_name(),
+            "customer_cas": customer_cas.connection_name(), "psc": psc.connection_name(),
+            "short_lazy": short_lazy.connection_name(),
+            "short_background": short_background.connection_name(),
+            "expired": expired.connection_name(), "disabled": disabled.connection_name(),
+            "flaky": flaky.connection_name(), "rotate": rotate.connection_name(),
+        },
+        "mysql": {
+            "user": my_user, "password": "my-password", "iam_user": my_iam_user, "db": MYSQL_DB,
+            "cas": my_cas.connection_name(), "legacy": my_legacy.connection_name(),
+        },
+    });
+
+    venv.await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/python_connector.py");
     let mut command = tokio::process::Command::new(python());
     command
         .arg(script)
+        .env("CONFORMANCE", config.to_string())
         .env("GOOGLE_APPLICATION_CREDENTIALS", &env.key_file)
-        .env("CLOUDSQL_ADMIN_API", env.emulator.admin_api_url())
-        .env("CLOUDSQL_INSTANCE", inst.connection_name())
-        .env("PG_USER", &app_user)
-        .env("PG_PASSWORD", "app-password")
-        .env("IAM_USER", &iam_user)
-        .env("CLOUDSQL_MYSQL_INSTANCE", my_inst.connection_name())
-        .env("MY_USER", &my_user)
-        .env("MY_PASSWORD", "my-password")
-        .env("MY_DB", MYSQL_DB)
-        .env("MY_IAM_USER", &my_iam_user)
         .env("NO_PROXY", "*")
         .env_remove("GOOGLE_CLOUD_PROJECT");
-    let output = command.output().await.expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python connector failed:\n{stdout}\n{stderr}"
-    );
-    let results: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("no JSON from the script ({e}):\n{stdout}\n{stderr}"));
+    let results = runner::run(command, &env.emulator, "the Python connector").await;
+    runner::assert_cases(&results, EXPECTED, "the Python connector");
 
-    assert_eq!(
-        results["password_login"],
-        serde_json::json!([app_user, 1]),
-        "{results}"
-    );
-    assert_eq!(
-        results["iam_login"],
-        serde_json::json!([iam_user, 1]),
-        "{results}"
-    );
-    let wrong = results["wrong_password"].as_str().unwrap();
-    assert!(
-        wrong.contains("28P01"),
-        "wrong password must be refused by the backend: {wrong}"
-    );
-    let refused = results["iam_user_without_iam"].as_str().unwrap();
-    // Without automatic IAM authn the server asks for a password (an access token, for manual
-    // IAM authn); with none given, the client gives up.
-    assert!(
-        refused.contains("28P01") || refused.contains("password"),
-        "IAM user without IAM authn must be refused: {refused}"
-    );
-    assert_eq!(
-        results["mysql_password_login"],
-        serde_json::json!([format!("{my_user}@%"), 1]),
-        "{results}"
-    );
-    assert_eq!(
-        results["mysql_iam_login"],
-        serde_json::json!([format!("{my_iam_user}@%"), 1]),
-        "{results}"
-    );
-    let refused = results["mysql_iam_user_without_iam"].as_str().unwrap();
-    assert!(
-        refused.contains("1045"),
-        "MySQL IAM user without IAM authn must be refused: {refused}"
-    );
-    assert!(my_inst.counters().calls("generateEphemeralCert") >= 2);
-    // The Python connector used the same two Admin API methods.
-    assert!(inst.counters().calls("connectSettings") >= 2);
-    assert!(inst.counters().calls("generateEphemeralCert") >= 2);
+    // The Python connector used the same two Admin API methods, and retried the 500.
+    assert!(cas.counters().calls("connectSettings") >= 2);
+    assert!(my_cas.counters().calls("generateEphemeralCert") >= 2);
+    assert!(flaky.counters().calls("generateEphemeralCert") >= 2);
+    // Lazy refresh with a certificate shorter than its 4-minute buffer refreshes on each connect.
+    assert!(short_lazy.counters().calls("generateEphemeralCert") >= 2);
+    assert!(rotate.counters().calls("generateEphemeralCert") >= 2);
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::extract::rejection::FormRejection;
@@ -14,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 
 use crate::State;
+use crate::ca::ssl_cert;
 use crate::counters::RequestInfo;
 use crate::faults::{FaultState, TokenFault};
 use crate::instance::Instance;
@@ -130,6 +129,38 @@ pub(crate) fn api_error(code: u16, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The 401 Google's front end answers for a missing, invalid or expired bearer token: its error
+/// body (reason `authError`, located in the `Authorization` header) and a `WWW-Authenticate`
+/// challenge.
+pub(crate) fn unauthenticated() -> Response {
+    let message = "Request had invalid authentication credentials. Expected OAuth 2 access token, \
+                   login cookie or other valid authentication credential. See \
+                   https://developers.google.com/identity/sign-in/web/devconsole-project.";
+    let body = json!({
+        "error": {
+            "code": 401,
+            "message": message,
+            "errors": [{
+                "message": "Invalid Credentials",
+                "domain": "global",
+                "reason": "authError",
+                "location": "Authorization",
+                "locationType": "header",
+            }],
+            "status": "UNAUTHENTICATED",
+        }
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            "www-authenticate",
+            "Bearer realm=\"https://accounts.google.com/\"",
+        )],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 fn default_message(code: u16) -> &'static str {
     match code {
         401 => {
@@ -143,21 +174,14 @@ fn default_message(code: u16) -> &'static str {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    time::OffsetDateTime::from(t).format(&Rfc3339).unwrap_or_default()
-}
-
 /// Checks the bearer token for the Admin API scope.
 fn authorize(state: &State, headers: &HeaderMap) -> Result<Grant, Response> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| api_error(401, default_message(401)))?;
-    let grant = state
-        .oauth
-        .verify_bearer(token)
-        .ok_or_else(|| api_error(401, default_message(401)))?;
+        .ok_or_else(unauthenticated)?;
+    let grant = state.oauth.verify_bearer(token).ok_or_else(unauthenticated)?;
     if !grant.allows(ADMIN_SCOPE) {
         return Err(api_error(403, "Request had insufficient authentication scopes."));
     }
@@ -247,21 +271,23 @@ async fn connect_settings(
         dns_names.push(json!({"name": format!("{psc}."), "connectionType": "PRIVATE_SERVICE_CONNECT", "dnsScope": "INSTANCE"}));
     }
     let dns_name = inst.psc_dns_name().or(inst.dns_name()).map(|d| format!("{d}."));
+    let server_ca_cert = match ssl_cert(&inst.server_ca_pem(), &inst.name) {
+        Ok(cert) => cert,
+        Err(e) => return api_error(500, &format!("Internal error encountered: {e}")),
+    };
     let mut body = json!({
         "kind": "sql#connectSettings",
-        "serverCaCert": {
-            "kind": "sql#sslCert",
-            "cert": inst.server_ca_pem(),
-            "instance": inst.name,
-            "expirationTime": rfc3339(SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600)),
-        },
+        "serverCaCert": server_ca_cert,
         "ipAddresses": ip_addresses,
         "region": faults.reported_region.unwrap_or_else(|| inst.region.clone()),
         "databaseVersion": inst.database_version(),
         "backendType": "SECOND_GEN",
-        "pscEnabled": inst.psc_dns_name().is_some(),
         "serverCaMode": inst.config.ca_mode.api_name(),
     });
+    // Real connectSettings leaves `pscEnabled` out unless PSC is on.
+    if inst.psc_dns_name().is_some() {
+        body["pscEnabled"] = true.into();
+    }
     if let Some(dns_name) = dns_name {
         body["dnsName"] = dns_name.into();
     }
@@ -322,23 +348,18 @@ async fn instance_action(
             None => return api_error(400, "Provided access_token is invalid or expired."),
         },
     };
-    let (cert, expires) = match inst.issue_client_cert(&public_key, principal, token_expiry) {
+    let (cert, _) = match inst.issue_client_cert(&public_key, principal, token_expiry) {
         Ok(issued) => issued,
         Err(e) => return api_error(400, &format!("Invalid public_key: {e}")),
+    };
+    let ephemeral_cert = match ssl_cert(&cert, &inst.name) {
+        Ok(cert) => cert,
+        Err(e) => return api_error(500, &format!("Internal error encountered: {e}")),
     };
     if let Some(len) = faults.success_body_bytes {
         return json_success("{\"ephemeralCert\":{\"kind\":\"sql#sslCert\",", len);
     }
-    axum::Json(json!({
-        "ephemeralCert": {
-            "kind": "sql#sslCert",
-            "cert": cert,
-            "instance": inst.name,
-            "createTime": rfc3339(SystemTime::now()),
-            "expirationTime": rfc3339(expires),
-        }
-    }))
-    .into_response()
+    axum::Json(json!({"ephemeralCert": ephemeral_cert})).into_response()
 }
 
 async fn token(

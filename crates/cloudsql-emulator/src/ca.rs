@@ -136,3 +136,31 @@ impl Ca {
         Ok((cert.pem(), cert.der().clone()))
     }
 }
+
+/// The `sql#sslCert` resource describing the first certificate in `pem`, as the Admin API returns
+/// it: every field (serial number, subject, SHA-1 fingerprint, validity) read from the
+/// certificate itself, so it always agrees with what the TLS handshake presents.
+pub(crate) fn ssl_cert(pem: &str, instance: &str) -> anyhow::Result<serde_json::Value> {
+    let first = pem::parse_many(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no certificate in the PEM"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.contents())
+        .map_err(|e| anyhow::anyhow!("unparsable certificate: {e}"))?;
+    let rfc3339 = |t: x509_parser::time::ASN1Time| {
+        t.to_datetime()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, first.contents());
+    Ok(serde_json::json!({
+        "kind": "sql#sslCert",
+        "certSerialNumber": cert.tbs_certificate.serial.to_string(),
+        "cert": pem,
+        "commonName": cert.subject().to_string().replace(", ", ","),
+        "sha1Fingerprint": crate::oauth::hex(sha1.as_ref()),
+        "createTime": rfc3339(cert.validity().not_before),
+        "expirationTime": rfc3339(cert.validity().not_after),
+        "instance": instance,
+    }))
+}

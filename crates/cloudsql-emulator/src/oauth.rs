@@ -112,6 +112,13 @@ fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The `expires_in` Google's token endpoint reports: the whole seconds left once the response is
+/// on its way, 3599 for a fresh one-hour token. (Short test lifetimes are reported as they are.)
+pub(crate) fn expires_in(lifetime: Duration) -> u64 {
+    let secs = lifetime.as_secs();
+    if secs >= 60 { secs - 1 } else { secs }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -254,7 +261,7 @@ impl OAuth {
         let (token, _) = self.issue(&principal, scopes, lifetime);
         Ok(json!({
             "access_token": token,
-            "expires_in": lifetime.as_secs(),
+            "expires_in": expires_in(lifetime),
             "token_type": "Bearer",
         }))
     }
@@ -288,8 +295,9 @@ impl OAuth {
             return Err("assertion is not a JWT".into());
         };
         let decode = |part: &str| {
+            // Google accepts base64url with or without padding; some JWT libraries pad.
             URL_SAFE_NO_PAD
-                .decode(part)
+                .decode(part.trim_end_matches('='))
                 .map_err(|_| "JWT is not base64url".to_owned())
         };
         let header: JwtHeader =
