@@ -1,8 +1,9 @@
 //! Connect benchmark: prints, in one run, warm connect→first row through the connector against
 //! the floor (a hand-built rustls mTLS + tokio-postgres connection through the same emulator
 //! proxy with a pre-issued certificate), cold start (new connector→first row), and Admin API
-//! calls per 1,000 connects. Ratios are against the floor measured in the same run, interleaved,
-//! because these machines are noisy.
+//! calls per 1,000 connects, and connects during an Admin API outage (503 after 5 s) while the
+//! certificate is still valid, one at a time and 100 at once, in both refresh strategies. Ratios
+//! are against the floor measured in the same run, interleaved, because these machines are noisy.
 //!
 //! ```sh
 //! cargo bench --bench connect
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
-use cloudsql::core::{Connector, Credentials};
+use cloudsql::core::{Connector, Credentials, RefreshStrategy};
 use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -24,6 +25,8 @@ use tokio_rustls::TlsConnector;
 const WARM_ITERATIONS: usize = 300;
 const COLD_ITERATIONS: usize = 15;
 const QUOTA_CONNECTS: usize = 1000;
+const OUTAGE_ITERATIONS: usize = 100;
+const CONCURRENT: usize = 100;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -162,12 +165,14 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("cloudsql-bench-{}", std::process::id()));
     let key_file =
         emulator.write_service_account_file("bench@bench-project.iam.gserviceaccount.com", &dir)?;
-    let build = || -> anyhow::Result<Connector> {
+    let build_with = |strategy: RefreshStrategy| -> anyhow::Result<Connector> {
         Ok(Connector::builder()
             .credentials(Credentials::from_file(&key_file)?)
             .admin_api_endpoint(emulator.admin_api_url())
+            .refresh_strategy(strategy)
             .build()?)
     };
+    let build = || build_with(RefreshStrategy::Background);
 
     let floor = Floor::new(&emulator, &instance).await?;
     let connector = build()?;
@@ -225,6 +230,108 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Admin API calls per {QUOTA_CONNECTS} connects: {calls} (connectSettings + generateEphemeralCert per refresh)"
     );
+    outage(&emulator, &build_with).await?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Connects while the Admin API fails (503 after 5 s) and the certificate is still valid: 200 s
+/// certificates keep both strategies wanting a refresh the whole time, so any connect that waited
+/// for the API would show up as a 5 s sample.
+async fn outage(
+    emulator: &Emulator,
+    build_with: &dyn Fn(RefreshStrategy) -> anyhow::Result<Connector>,
+) -> anyhow::Result<()> {
+    let instance = emulator
+        .add_instance(
+            InstanceConfig::new(
+                "bench-project:us-central1:bench-pg-outage",
+                "POSTGRES_15",
+                "127.0.0.1:5432".parse()?,
+            )
+            .ca_mode(CaMode::GoogleManagedCas)
+            .cert_lifetime(Duration::from_secs(200)),
+        )
+        .await?;
+    let name = instance.connection_name().to_owned();
+    let floor = Arc::new(Floor::new(emulator, &instance).await?);
+    let background = build_with(RefreshStrategy::Background)?;
+    let lazy = build_with(RefreshStrategy::Lazy)?;
+    for _ in 0..10 {
+        floor.connect_first_row().await?;
+        connector_first_row(&background, &name).await?;
+        connector_first_row(&lazy, &name).await?;
+    }
+    instance.faults().admin_delay(Duration::from_secs(5));
+    instance.faults().admin_status(503, None);
+    let calls_before = instance.counters().total();
+    let started = Instant::now();
+
+    let (mut floor_samples, mut bg_samples, mut lazy_samples) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..OUTAGE_ITERATIONS {
+        let t = Instant::now();
+        floor.connect_first_row().await?;
+        floor_samples.push(t.elapsed());
+        let t = Instant::now();
+        connector_first_row(&background, &name).await?;
+        bg_samples.push(t.elapsed());
+        let t = Instant::now();
+        connector_first_row(&lazy, &name).await?;
+        lazy_samples.push(t.elapsed());
+    }
+    println!("Admin API outage (503 after 5 s), certificate still valid:");
+    let floor_median = report("  floor: rustls mTLS + tokio-postgres", &mut floor_samples, None);
+    report(
+        "  background: connect -> first row",
+        &mut bg_samples,
+        Some(floor_median),
+    );
+    report(
+        "  lazy: connect -> first row",
+        &mut lazy_samples,
+        Some(floor_median),
+    );
+
+    let mut floor_p99 = Duration::ZERO;
+    for (label, connector) in [
+        ("floor", None),
+        ("background", Some(&background)),
+        ("lazy", Some(&lazy)),
+    ] {
+        let tasks: Vec<_> = (0..CONCURRENT)
+            .map(|_| {
+                let floor = floor.clone();
+                let connector = connector.cloned();
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    match connector {
+                        Some(c) => connector_first_row(&c, &name).await?,
+                        None => floor.connect_first_row().await?,
+                    }
+                    Ok::<_, anyhow::Error>(t.elapsed())
+                })
+            })
+            .collect();
+        let mut samples = Vec::with_capacity(CONCURRENT);
+        for task in tasks {
+            samples.push(task.await??);
+        }
+        let p99 = percentile(&mut samples, 0.99);
+        if connector.is_none() {
+            floor_p99 = p99;
+        }
+        println!(
+            "  {CONCURRENT} at once, {label:<10} p99 {p99:>10.2?}  max {:>10.2?}  ratio vs floor p99 {:.2}x",
+            samples[samples.len() - 1],
+            p99.as_secs_f64() / floor_p99.as_secs_f64().max(f64::EPSILON)
+        );
+    }
+    println!(
+        "  Admin API calls during the {:.0?} outage: {} (both connectors)",
+        started.elapsed(),
+        instance.counters().total() - calls_before
+    );
+    instance.faults().clear();
     Ok(())
 }

@@ -97,8 +97,10 @@ async fn persistent_server_errors_give_up_with_a_retryable_error() {
         5,
         "bounded retries: {settings} and {certs} attempts"
     );
+    // The certificate call starts only once the RSA key exists (tens of milliseconds, longer
+    // on a loaded machine), so it may be a retry or two behind when the other gives up.
     assert!(
-        settings.min(certs) >= 3,
+        settings.min(certs) >= 2,
         "both calls were retried: {settings} and {certs} attempts"
     );
 }
