@@ -1,5 +1,5 @@
 //! The Admin API over loopback HTTP: `connectSettings` and `generateEphemeralCert` (under
-//! `v1beta4` and `v1`), the OAuth2 token endpoint; the emulator's own control routes are in
+//! `v1beta4` and `v1`, with and without the `/sql` prefix), the OAuth2 token endpoint; the emulator's own control routes are in
 //! `control_api`.
 
 use std::sync::Arc;
@@ -30,6 +30,16 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         )
         .route(
             "/sql/{version}/projects/{project}/instances/{action}",
+            post(instance_action),
+        )
+        // The same two methods without the `/sql` prefix, as sqladmin.googleapis.com also serves
+        // them (`/v1/projects/…`, `/v1beta4/projects/…`); `begin` refuses any other version.
+        .route(
+            "/{version}/projects/{project}/instances/{instance}/connectSettings",
+            get(connect_settings),
+        )
+        .route(
+            "/{version}/projects/{project}/instances/{action}",
             post(instance_action),
         )
         .route(
