@@ -1,22 +1,24 @@
 //! A tiny authoritative DNS server on loopback UDP, for testing instance DNS names: TXT records
 //! holding connection names, and CNAMEs (answered alone, so the client follows them). It counts
 //! the queries it receives per name, and can be made to stop answering (an outage: queries are
-//! dropped, so clients time out).
+//! dropped, so clients time out). Messages are parsed and built with `hickory-proto`: an unknown
+//! name gets NXDOMAIN, a query without exactly one question FORMERR, an answer that cannot be
+//! encoded SERVFAIL; garbage and responses get nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{CNAME, TXT};
+use hickory_proto::rr::{Name, RData, Record as Rr, RecordType};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::oauth::lock;
 
-const TYPE_CNAME: u16 = 5;
-const TYPE_TXT: u16 = 16;
-const CLASS_IN: u16 = 1;
 const TTL: u32 = 5;
 
 #[derive(Debug, Clone)]
@@ -89,107 +91,76 @@ impl Zone {
         lock(&self.queries).get(&key(name)).copied().unwrap_or(0)
     }
 
-    /// The answer to one query, or `None` to stay silent on garbage or while down.
+    /// The answer to one query, or `None` to stay silent on garbage, on responses, or while down.
     fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
-        if query.len() < 12 || query[2] & 0x80 != 0 {
+        let request = Message::from_vec(query).ok()?;
+        if request.message_type != MessageType::Query {
             return None;
         }
-        let qdcount = u16::from_be_bytes([query[4], query[5]]);
-        if qdcount != 1 {
-            return Some(header_only(query, 1)); // FORMERR
-        }
-        let (labels, end) = read_name(query, 12)?;
-        let qtype = u16::from_be_bytes([*query.get(end)?, *query.get(end + 1)?]);
-        let question = &query[12..end + 4];
-        let name = labels.join(".").to_ascii_lowercase();
+        let [question] = request.queries.as_slice() else {
+            return encode(&error(&request, ResponseCode::FormErr));
+        };
+        let name = key(&question.name().to_ascii());
         *lock(&self.queries).entry(name.clone()).or_default() += 1;
         if self.down.load(Ordering::Relaxed) {
             return None;
         }
-        let records = lock(&self.records).get(&name).cloned();
-        let mut answers = Vec::new();
-        let rcode = match &records {
-            None => 3, // NXDOMAIN
+        let mut response = Message::response(request.id, OpCode::Query);
+        response.metadata.authoritative = true;
+        response.metadata.recursion_desired = request.recursion_desired;
+        response.metadata.recursion_available = true;
+        response.add_query(question.clone());
+        match lock(&self.records).get(&name) {
+            None => response.metadata.response_code = ResponseCode::NXDomain,
             Some(records) => {
                 for record in records {
-                    match record {
-                        Record::Cname(target) => answers.push(rr(TYPE_CNAME, &encode_name(target))),
-                        Record::Txt(text) if qtype == TYPE_TXT => {
-                            answers.push(rr(TYPE_TXT, &txt_rdata(text)))
+                    let rdata = match record {
+                        Record::Cname(target) => match fqdn(target) {
+                            Some(target) => RData::CNAME(CNAME(target)),
+                            None => return encode(&error(&request, ResponseCode::ServFail)),
+                        },
+                        Record::Txt(text) if question.query_type() == RecordType::TXT => {
+                            RData::TXT(txt(text))
                         }
-                        Record::Txt(_) => {}
-                    }
+                        Record::Txt(_) => continue,
+                    };
+                    response.add_answer(Rr::from_rdata(question.name().clone(), TTL, rdata));
                 }
-                0
             }
-        };
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(&query[0..2]); // id
-        out.push(0x84 | (query[2] & 0x01)); // QR, AA, RD copied
-        out.push(0x80 | rcode); // RA
-        out.extend_from_slice(&1u16.to_be_bytes());
-        out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(question);
-        for answer in answers {
-            out.extend_from_slice(&[0xc0, 12]); // name: pointer to the question
-            out.extend_from_slice(&answer);
         }
-        Some(out)
-    }
-}
-
-fn header_only(query: &[u8], rcode: u8) -> Vec<u8> {
-    let mut out = query[0..2].to_vec();
-    out.extend_from_slice(&[0x84, 0x80 | rcode, 0, 0, 0, 0, 0, 0, 0, 0]);
-    out
-}
-
-/// Reads an uncompressed name; returns its labels and the offset after it.
-fn read_name(data: &[u8], mut at: usize) -> Option<(Vec<String>, usize)> {
-    let mut labels = Vec::new();
-    loop {
-        let len = usize::from(*data.get(at)?);
-        at += 1;
-        if len == 0 {
-            return Some((labels, at));
+        match response.to_vec() {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                debug!(error = %e, name, "DNS answer does not encode");
+                encode(&error(&request, ResponseCode::ServFail))
+            }
         }
-        if len > 63 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(data.get(at..at + len)?).into_owned());
-        at += len;
     }
 }
 
-fn encode_name(name: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in name.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
+/// A header-only answer with `code`, as an authoritative server with recursion available.
+fn error(request: &Message, code: ResponseCode) -> Message {
+    let mut response = Message::error_msg(request.id, OpCode::Query, code);
+    response.metadata.authoritative = true;
+    response.metadata.recursion_available = true;
+    response
 }
 
-fn txt_rdata(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for chunk in text.as_bytes().chunks(255) {
-        out.push(chunk.len() as u8);
-        out.extend_from_slice(chunk);
-    }
-    out
+fn encode(message: &Message) -> Option<Vec<u8>> {
+    message
+        .to_vec()
+        .inspect_err(|e| debug!(error = %e, "DNS error answer does not encode"))
+        .ok()
 }
 
-/// TYPE, CLASS, TTL, RDLENGTH, RDATA (the name is written by the caller).
-fn rr(ty: u16, rdata: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&ty.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    out.extend_from_slice(&TTL.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-    out
+/// A zone key (lower case, no trailing dot) as an absolute name.
+fn fqdn(name: &str) -> Option<Name> {
+    Name::from_ascii(format!("{name}.")).ok()
+}
+
+/// TXT data split into character-strings of at most 255 bytes.
+fn txt(text: &str) -> TXT {
+    TXT::from_bytes(text.as_bytes().chunks(255).collect())
 }
 
 /// Serves the zone on a free UDP port of 127.0.0.1 until `shutdown`.
@@ -219,14 +190,19 @@ pub(crate) async fn serve(zone: Arc<Zone>, shutdown: CancellationToken) -> anyho
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::op::Query;
+
     use super::*;
 
-    fn query(name: &str, qtype: u16) -> Vec<u8> {
-        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        q.extend_from_slice(&encode_name(name));
-        q.extend_from_slice(&qtype.to_be_bytes());
-        q.extend_from_slice(&CLASS_IN.to_be_bytes());
-        q
+    fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut q = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+        q.to_vec().unwrap()
+    }
+
+    fn parse(answer: &[u8]) -> Message {
+        Message::from_vec(answer).unwrap()
     }
 
     #[test]
@@ -234,16 +210,78 @@ mod tests {
         let zone = Zone::default();
         zone.add_txt("db.example.test", "p:r:i");
         zone.set_cname("alias.example.test", "db.example.test");
-        let answer = zone.answer(&query("DB.example.test", TYPE_TXT)).unwrap();
-        assert_eq!(&answer[0..2], &[0x12, 0x34]);
-        assert_eq!(answer[3] & 0x0f, 0);
-        assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 1);
-        assert!(answer.ends_with(b"\x05p:r:i"));
-        let cname = zone.answer(&query("alias.example.test", TYPE_TXT)).unwrap();
-        assert_eq!(u16::from_be_bytes([cname[6], cname[7]]), 1);
-        let missing = zone.answer(&query("nope.example.test", TYPE_TXT)).unwrap();
-        assert_eq!(missing[3] & 0x0f, 3);
+        let answer = parse(&zone.answer(&query("DB.example.test.", RecordType::TXT)).unwrap());
+        assert_eq!(answer.id, 0x1234);
+        assert_eq!(answer.message_type, MessageType::Response);
+        assert!(answer.authoritative && answer.recursion_desired);
+        assert_eq!(answer.response_code, ResponseCode::NoError);
+        assert_eq!(answer.queries.len(), 1);
+        let [record] = answer.answers.as_slice() else {
+            panic!("one answer expected: {answer:?}")
+        };
+        assert_eq!(record.name.to_ascii(), "DB.example.test.");
+        assert_eq!(record.ttl, TTL);
+        let RData::TXT(txt) = &record.data else {
+            panic!("TXT expected: {record:?}")
+        };
+        assert_eq!(&*txt.txt_data, &[b"p:r:i".to_vec().into_boxed_slice()]);
+
+        let cname = parse(
+            &zone
+                .answer(&query("alias.example.test.", RecordType::TXT))
+                .unwrap(),
+        );
+        let [record] = cname.answers.as_slice() else {
+            panic!("one answer expected: {cname:?}")
+        };
+        assert_eq!(
+            &record.data,
+            &RData::CNAME(CNAME(Name::from_ascii("db.example.test.").unwrap()))
+        );
+
+        let missing = parse(
+            &zone
+                .answer(&query("nope.example.test.", RecordType::TXT))
+                .unwrap(),
+        );
+        assert_eq!(missing.response_code, ResponseCode::NXDomain);
+        assert!(missing.answers.is_empty());
         assert_eq!(zone.queries("db.example.test."), 1);
+    }
+
+    #[test]
+    fn other_types_get_no_data_and_long_txt_is_split() {
+        let zone = Zone::default();
+        let long = "x".repeat(300);
+        zone.add_txt("db.example.test", &long);
+        let a = parse(&zone.answer(&query("db.example.test.", RecordType::A)).unwrap());
+        assert_eq!(a.response_code, ResponseCode::NoError);
+        assert!(a.answers.is_empty());
+        let answer = parse(&zone.answer(&query("db.example.test.", RecordType::TXT)).unwrap());
+        let RData::TXT(txt) = &answer.answers[0].data else {
+            panic!("TXT expected: {answer:?}")
+        };
+        let lengths: Vec<usize> = txt.txt_data.iter().map(|s| s.len()).collect();
+        assert_eq!(lengths, [255, 45]);
+    }
+
+    #[test]
+    fn garbage_and_responses_get_no_answer_and_two_questions_get_formerr() {
+        let zone = Zone::default();
+        assert!(zone.answer(b"\x12\x34").is_none());
+        let mut response = Message::response(1, OpCode::Query);
+        response.add_query(Query::query(
+            Name::from_ascii("db.example.test.").unwrap(),
+            RecordType::TXT,
+        ));
+        assert!(zone.answer(&response.to_vec().unwrap()).is_none());
+        let mut two = Message::new(7, MessageType::Query, OpCode::Query);
+        for name in ["a.example.test.", "b.example.test."] {
+            two.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::TXT));
+        }
+        let formerr = parse(&zone.answer(&two.to_vec().unwrap()).unwrap());
+        assert_eq!(formerr.id, 7);
+        assert_eq!(formerr.response_code, ResponseCode::FormErr);
     }
 
     #[test]
@@ -251,9 +289,9 @@ mod tests {
         let zone = Zone::default();
         zone.add_txt("db.example.test", "p:r:i");
         zone.set_down(true);
-        assert!(zone.answer(&query("db.example.test", TYPE_TXT)).is_none());
+        assert!(zone.answer(&query("db.example.test.", RecordType::TXT)).is_none());
         zone.set_down(false);
-        assert!(zone.answer(&query("db.example.test", TYPE_TXT)).is_some());
+        assert!(zone.answer(&query("db.example.test.", RecordType::TXT)).is_some());
         assert_eq!(zone.queries("DB.example.test"), 2);
     }
 }
