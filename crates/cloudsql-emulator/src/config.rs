@@ -5,8 +5,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{BoxError, Error};
 
 /// How the instance's server certificate is issued (`serverCaMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -309,11 +310,16 @@ impl FileConfig {
     /// Reads and parses the config file at `path`, then makes its relative paths relative to
     /// the file's directory (not the working directory) and absolute, and checks its DNS
     /// records.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let mut config: FileConfig =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |source: BoxError| Error::InvalidConfig {
+            path: path.to_owned(),
+            source,
+        };
+        let mut config: FileConfig = toml::from_str(&text).map_err(|e| invalid(e.into()))?;
         // Absolute, so the paths the binary prints mean the same to whoever reads them.
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let base = absolute.parent().unwrap_or_else(|| Path::new(""));
@@ -321,9 +327,7 @@ impl FileConfig {
             config.credentials_dir = Some(if dir.is_relative() { base.join(dir) } else { dir });
         }
         for record in &config.dns_records {
-            record
-                .validate()
-                .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
+            record.validate().map_err(|e| invalid(e.into()))?;
         }
         Ok(config)
     }

@@ -262,7 +262,7 @@ async fn rotate_server_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<
     match instance(&state, &name) {
         Ok(inst) => match inst.rotate_server_ca() {
             Ok(()) => no_content(),
-            Err(e) => api_error(500, &format!("rotation failed: {e}")),
+            Err(e) => api_error(500, &format!("rotation failed: {:#}", anyhow::Error::from(e))),
         },
         Err(r) => r,
     }
@@ -272,7 +272,7 @@ async fn rotate_client_ca(AxState(state): AxState<Arc<State>>, Path(name): Path<
     match instance(&state, &name) {
         Ok(inst) => match inst.rotate_client_ca() {
             Ok(()) => no_content(),
-            Err(e) => api_error(500, &format!("rotation failed: {e}")),
+            Err(e) => api_error(500, &format!("rotation failed: {:#}", anyhow::Error::from(e))),
         },
         Err(r) => r,
     }

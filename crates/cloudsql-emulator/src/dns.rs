@@ -164,7 +164,7 @@ fn txt(text: &str) -> TXT {
 }
 
 /// Serves the zone on a free UDP port of 127.0.0.1 until `shutdown`.
-pub(crate) async fn serve(zone: Arc<Zone>, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
+pub(crate) async fn serve(zone: Arc<Zone>, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let addr = socket.local_addr()?;
     tokio::spawn(async move {

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DnsRecord, InstanceConfig};
+use crate::error::Error;
 use crate::faults::TokenFaults;
 use crate::instance::Instance;
 use crate::naming::split_connection_name;
@@ -77,16 +77,20 @@ impl std::fmt::Debug for Emulator {
 
 impl Emulator {
     /// Starts the Admin API and token endpoint on a free port of 127.0.0.1.
-    pub async fn start() -> anyhow::Result<Self> {
+    pub async fn start() -> Result<Self, Error> {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
     /// Starts the Admin API and token endpoint on `addr`.
-    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let addr = listener.local_addr()?;
+    pub async fn start_on(addr: SocketAddr) -> Result<Self, Error> {
+        let asked = addr;
+        let bind = move |source| Error::Bind {
+            purpose: "Admin API".into(),
+            addr: asked.to_string(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
         let state = Arc::new(State {
             oauth: Arc::new(OAuth::new(format!("http://{addr}/token"))),
             metadata: crate::metadata::Metadata::default(),
@@ -96,7 +100,13 @@ impl Emulator {
             instances: RwLock::new(HashMap::new()),
         });
         let shutdown = CancellationToken::new();
-        let dns_addr = crate::dns::serve(state.zone.clone(), shutdown.clone()).await?;
+        let dns_addr = crate::dns::serve(state.zone.clone(), shutdown.clone())
+            .await
+            .map_err(|source| Error::Bind {
+                purpose: "DNS server".into(),
+                addr: "127.0.0.1:0 (UDP)".into(),
+                source,
+            })?;
         let router = crate::admin_api::router(state.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -123,7 +133,7 @@ impl Emulator {
     }
 
     /// Adds an instance and starts its proxy listeners.
-    pub async fn add_instance(&self, config: InstanceConfig) -> anyhow::Result<Arc<Instance>> {
+    pub async fn add_instance(&self, config: InstanceConfig) -> Result<Arc<Instance>, Error> {
         let instance =
             Instance::create(config, self.shutdown.child_token(), self.state.oauth.clone()).await?;
         crate::proxy::spawn(&instance);
@@ -158,18 +168,24 @@ impl Emulator {
     }
 
     /// Creates a service account and returns its JSON key file (with `token_uri` pointing here).
-    pub fn create_service_account(&self, email: &str) -> anyhow::Result<serde_json::Value> {
-        self.state.oauth.create_service_account(email)
+    pub fn create_service_account(&self, email: &str) -> Result<serde_json::Value, Error> {
+        self.state
+            .oauth
+            .create_service_account(email)
+            .map_err(|e| Error::ServiceAccountKey {
+                email: email.to_owned(),
+                source: e.into(),
+            })
     }
 
     /// Creates a service account and writes its key file into `dir`.
-    pub fn write_service_account_file(&self, email: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    pub fn write_service_account_file(&self, email: &str, dir: &Path) -> Result<PathBuf, Error> {
         let key = self.create_service_account(email)?;
         write_json(dir, &format!("{email}.json"), &key)
     }
 
     /// Creates an `authorized_user` credentials file for `email` in `dir`.
-    pub fn write_authorized_user_file(&self, email: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+    pub fn write_authorized_user_file(&self, email: &str, dir: &Path) -> Result<PathBuf, Error> {
         let file = self.state.oauth.create_authorized_user(email);
         write_json(dir, &format!("{email}.authorized_user.json"), &file)
     }
@@ -214,8 +230,8 @@ impl Emulator {
 
     /// Replaces the records of a name with `record`'s TXT values or CNAME. Also
     /// `POST /emulator/v1/dns/records`.
-    pub fn set_dns_record(&self, record: &DnsRecord) -> anyhow::Result<()> {
-        record.validate().map_err(anyhow::Error::msg)?;
+    pub fn set_dns_record(&self, record: &DnsRecord) -> Result<(), Error> {
+        record.validate().map_err(Error::InvalidDnsRecord)?;
         record.apply(&self.state.zone);
         Ok(())
     }
@@ -266,23 +282,30 @@ impl Drop for Emulator {
     }
 }
 
-fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+fn write_json(dir: &Path, name: &str, value: &serde_json::Value) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::WriteFile {
+        path: dir.to_owned(),
+        source,
+    })?;
     let path = dir.join(name);
-    std::fs::write(&path, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    restrict(&path)?;
+    let failed = |source| Error::WriteFile {
+        path: path.clone(),
+        source,
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| failed(e.into()))?;
+    std::fs::write(&path, bytes).map_err(failed)?;
+    restrict(&path).map_err(failed)?;
     Ok(path)
 }
 
 #[cfg(unix)]
-fn restrict(path: &Path) -> anyhow::Result<()> {
+fn restrict(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn restrict(_: &Path) -> anyhow::Result<()> {
+fn restrict(_: &Path) -> std::io::Result<()> {
     Ok(())
 }

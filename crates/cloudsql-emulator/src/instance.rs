@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::CertificateDer;
@@ -18,6 +17,7 @@ use tracing::warn;
 use crate::ca::{Ca, ServerCert};
 use crate::config::{CaMode, InstanceConfig};
 use crate::counters::Counters;
+use crate::error::Error;
 use crate::faults::{Faults, ServerCertFault};
 use crate::listeners::Listeners;
 use crate::naming::split_connection_name;
@@ -172,12 +172,17 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Binds port 3307 on a free loopback address (or the one given).
-async fn bind_loopback(preferred: Option<Ipv4Addr>) -> anyhow::Result<TcpListener> {
+/// Binds port 3307 on a free loopback address (or the one given) for the proxy of `instance`.
+async fn bind_loopback(preferred: Option<Ipv4Addr>, instance: &str) -> Result<TcpListener, Error> {
+    let failed = |addr: String, source| Error::Bind {
+        purpose: format!("proxy of instance {instance}"),
+        addr,
+        source,
+    };
     if let Some(ip) = preferred {
         return TcpListener::bind((ip, PROXY_PORT))
             .await
-            .with_context(|| format!("cannot listen on {ip}:{PROXY_PORT}"));
+            .map_err(|e| failed(format!("{ip}:{PROXY_PORT}"), e));
     }
     for _ in 0..200 {
         let ip = Ipv4Addr::new(
@@ -189,24 +194,37 @@ async fn bind_loopback(preferred: Option<Ipv4Addr>) -> anyhow::Result<TcpListene
         match TcpListener::bind((ip, PROXY_PORT)).await {
             Ok(listener) => return Ok(listener),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {ip}:{PROXY_PORT}")),
+            Err(e) => return Err(failed(format!("{ip}:{PROXY_PORT}"), e)),
         }
     }
-    anyhow::bail!("no free loopback address for port {PROXY_PORT} after 200 tries")
+    Err(failed(
+        format!("any of 200 random 127.x.y.z:{PROXY_PORT}"),
+        io::ErrorKind::AddrInUse.into(),
+    ))
 }
 
-async fn bind_if(on: bool, preferred: Option<Ipv4Addr>) -> anyhow::Result<Option<TcpListener>> {
+async fn bind_if(
+    on: bool,
+    preferred: Option<Ipv4Addr>,
+    instance: &str,
+) -> Result<Option<TcpListener>, Error> {
     if on {
-        bind_loopback(preferred).await.map(Some)
+        bind_loopback(preferred, instance).await.map(Some)
     } else {
         Ok(None)
     }
 }
 
-fn listener_ip(listener: &TcpListener) -> anyhow::Result<Ipv4Addr> {
-    match listener.local_addr()? {
+/// The IPv4 address a proxy listener is bound to (always one: we only bind 127.x.y.z).
+fn listener_ip(listener: &TcpListener, instance: &str) -> Result<Ipv4Addr, Error> {
+    let failed = |source| Error::Bind {
+        purpose: format!("proxy of instance {instance}"),
+        addr: "a loopback address".into(),
+        source,
+    };
+    match listener.local_addr().map_err(failed)? {
         SocketAddr::V4(a) => Ok(*a.ip()),
-        SocketAddr::V6(_) => anyhow::bail!("proxy bound to IPv6"),
+        SocketAddr::V6(_) => Err(failed(io::Error::other("bound to IPv6"))),
     }
 }
 
@@ -217,15 +235,17 @@ impl Instance {
         config: InstanceConfig,
         shutdown: CancellationToken,
         oauth: Arc<OAuth>,
-    ) -> anyhow::Result<Arc<Self>> {
-        let (project, region, name) = split_connection_name(&config.connection_name)?;
+    ) -> Result<Arc<Self>, Error> {
+        let connection_name = config.connection_name.clone();
+        let (project, region, name) = split_connection_name(&connection_name)?;
         let mut listeners = Vec::new();
-        let public = bind_if(config.public, config.public_ip).await?;
-        let private = bind_if(config.private_ip, None).await?;
-        let psc = bind_if(config.psc, None).await?;
-        let public_ip = public.as_ref().map(listener_ip).transpose()?;
-        let private_ip = private.as_ref().map(listener_ip).transpose()?;
-        let psc_ip = psc.as_ref().map(listener_ip).transpose()?;
+        let public = bind_if(config.public, config.public_ip, &connection_name).await?;
+        let private = bind_if(config.private_ip, None, &connection_name).await?;
+        let psc = bind_if(config.psc, None, &connection_name).await?;
+        let ip = |l: &TcpListener| listener_ip(l, &connection_name);
+        let public_ip = public.as_ref().map(ip).transpose()?;
+        let private_ip = private.as_ref().map(ip).transpose()?;
+        let psc_ip = psc.as_ref().map(ip).transpose()?;
         listeners.extend(public);
         listeners.extend(private);
         listeners.extend(psc);
@@ -235,8 +255,9 @@ impl Instance {
         let dns_name = (config.ca_mode != CaMode::Legacy).then(|| format!("{id}.{zone}.{region}.sql.goog"));
         let psc_dns_name = config.psc.then(|| format!("{id}.{zone}.{region}.sql-psc.goog"));
 
-        let client = ClientSide::new(&name)?;
-        let hierarchy = Hierarchy::new(config.ca_mode)?;
+        let certificate = |e: anyhow::Error| Error::certificate(&connection_name, e);
+        let client = ClientSide::new(&name).map_err(certificate)?;
+        let hierarchy = Hierarchy::new(config.ca_mode).map_err(certificate)?;
         let dns_names: Vec<String> = dns_name.iter().chain(psc_dns_name.iter()).cloned().collect();
         let server = build_server_side(
             &hierarchy,
@@ -245,7 +266,8 @@ impl Instance {
             &dns_names,
             config.ca_mode,
             None,
-        )?;
+        )
+        .map_err(certificate)?;
         let cert_lifetime = config.cert_lifetime;
         let instance = Arc::new(Self {
             project,
@@ -299,27 +321,29 @@ impl Instance {
 
     /// Rotates the server CA: a new CA signs the server certificate from now on, and
     /// `serverCaCert` lists the new CA first and the old one after it.
-    pub fn rotate_server_ca(&self) -> anyhow::Result<()> {
+    pub fn rotate_server_ca(&self) -> Result<(), Error> {
+        let certificate = |e| Error::certificate(&self.config.connection_name, e);
         let old = {
             let mut hierarchy = lock(&self.hierarchy);
             let old = hierarchy.root.pem().to_owned();
-            *hierarchy = Hierarchy::new(self.config.ca_mode)?;
+            *hierarchy = Hierarchy::new(self.config.ca_mode).map_err(certificate)?;
             old
         };
-        self.rebuild_server_side(Some(old))
+        self.rebuild_server_side(Some(old)).map_err(certificate)
     }
 
     /// Rotates the client CA: a new CA signs client certificates from now on, and the proxy
     /// trusts only it, so every client certificate issued before is refused in the TLS
     /// handshake. Open connections stay open.
-    pub fn rotate_client_ca(&self) -> anyhow::Result<()> {
-        let client = ClientSide::new(&self.name)?;
+    pub fn rotate_client_ca(&self) -> Result<(), Error> {
+        let certificate = |e| Error::certificate(&self.config.connection_name, e);
+        let client = ClientSide::new(&self.name).map_err(certificate)?;
         // Keep the server CAs trusted as they are: the server side only gets the new roots.
         let previous = lock(&self.server).trusted.get(1).cloned();
         let old = std::mem::replace(&mut *lock(&self.client), client);
         if let Err(e) = self.rebuild_server_side(previous) {
             *lock(&self.client) = old;
-            return Err(e);
+            return Err(certificate(e));
         }
         Ok(())
     }

@@ -21,7 +21,7 @@
 //! ```no_run
 //! use cloudsql_emulator::{Emulator, InstanceConfig};
 //!
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let emulator = Emulator::start().await?;
 //! let instance = emulator
 //!     .add_instance(InstanceConfig::new("proj:us-central1:pg", "POSTGRES_15", "127.0.0.1:5432".parse()?))
@@ -41,6 +41,7 @@ mod control_api;
 mod counters;
 mod dns;
 mod emulator;
+mod error;
 mod faults;
 mod instance;
 mod listeners;
@@ -55,5 +56,6 @@ pub use config::{CaMode, DnsRecord, FileConfig, IamUser, InstanceConfig, Metadat
 pub use counters::{Counters, MdxRecord, RequestInfo};
 pub use emulator::Emulator;
 pub(crate) use emulator::State;
+pub use error::Error;
 pub use faults::{FaultState, Faults, ServerCertFault, TokenFaultState, TokenFaults};
 pub use instance::{Instance, PROXY_PORT};

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::Error;
 use crate::oauth::lock;
 
 /// How long `start` keeps trying to bind an address that is busy.
@@ -39,17 +39,22 @@ pub(crate) struct Listeners {
 
 impl Listeners {
     /// Takes over bound listeners; must be called inside the Tokio runtime that will serve them.
-    pub(crate) fn new(listeners: Vec<TcpListener>) -> anyhow::Result<Self> {
-        let runtime = Handle::try_current().context("the emulator needs a Tokio runtime")?;
+    pub(crate) fn new(listeners: Vec<TcpListener>) -> Result<Self, Error> {
+        let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let slots = listeners
             .into_iter()
             .map(|l| {
+                let addr = l.local_addr().map_err(|source| Error::Bind {
+                    purpose: "instance proxy".into(),
+                    addr: "a loopback address".into(),
+                    source,
+                })?;
                 Ok(Arc::new(Slot {
-                    addr: l.local_addr()?,
+                    addr,
                     socket: Mutex::new(Some(l)),
                 }))
             })
-            .collect::<io::Result<_>>()?;
+            .collect::<Result<_, Error>>()?;
         Ok(Self {
             slots,
             running: Arc::new(watch::Sender::new(true)),

@@ -1,5 +1,7 @@
 //! Cloud SQL's naming rules the emulator applies on the server side.
 
+use crate::Error;
+
 /// The database user Cloud SQL creates for an IAM principal on an engine.
 pub(crate) fn iam_database_user(database_version: &str, principal: &str) -> String {
     if database_version.starts_with("MYSQL") {
@@ -13,7 +15,7 @@ pub(crate) fn iam_database_user(database_version: &str, principal: &str) -> Stri
 }
 
 /// Splits `project:region:instance` (or `domain:project:region:instance`).
-pub(crate) fn split_connection_name(name: &str) -> anyhow::Result<(String, String, String)> {
+pub(crate) fn split_connection_name(name: &str) -> Result<(String, String, String), Error> {
     let parts: Vec<&str> = name.split(':').collect();
     match parts.as_slice() {
         [p, r, i] if !p.is_empty() && !r.is_empty() && !i.is_empty() => {
@@ -22,6 +24,6 @@ pub(crate) fn split_connection_name(name: &str) -> anyhow::Result<(String, Strin
         [d, p, r, i] if [d, p, r, i].iter().all(|s| !s.is_empty()) => {
             Ok((format!("{d}:{p}"), (*r).into(), (*i).into()))
         }
-        _ => anyhow::bail!("connection name `{name}` must have format PROJECT:REGION:INSTANCE"),
+        _ => Err(Error::InvalidConnectionName(name.to_owned())),
     }
 }

@@ -71,10 +71,10 @@ fn relative_paths_are_relative_to_the_config_file() {
     assert_eq!(config.credentials_dir.as_deref(), Some(Path::new("/abs/creds")));
 
     std::fs::write(&file, "[[dns_records]]\nname = \"x.example.com\"\n").unwrap();
-    let err = format!("{:#}", FileConfig::load(&file).unwrap_err());
+    let err = format!("{:#}", anyhow::Error::from(FileConfig::load(&file).unwrap_err()));
     assert!(err.contains("x.example.com") && err.contains("txt"), "{err}");
     std::fs::write(&file, "credentails_dir = \"x\"\n").unwrap();
-    let err = format!("{:#}", FileConfig::load(&file).unwrap_err());
+    let err = format!("{:#}", anyhow::Error::from(FileConfig::load(&file).unwrap_err()));
     assert!(err.contains("credentails_dir"), "a misspelt key is named: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
