@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{BoxError, Error};
 
 /// How the instance's server certificate is issued (`serverCaMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CaMode {

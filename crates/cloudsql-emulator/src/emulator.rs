@@ -25,6 +25,8 @@ pub(crate) struct State {
     /// Requests to the token endpoint and the metadata server's token endpoint.
     pub(crate) token_requests: AtomicU64,
     instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
+    /// Server CA hierarchies shared by the CAS instances of a project and region.
+    cas_pools: crate::instance::CasPools,
 }
 
 impl State {
@@ -98,6 +100,7 @@ impl Emulator {
             token_faults: TokenFaults::default(),
             token_requests: AtomicU64::new(0),
             instances: RwLock::new(HashMap::new()),
+            cas_pools: crate::instance::CasPools::default(),
         });
         let shutdown = CancellationToken::new();
         let dns_addr = crate::dns::serve(state.zone.clone(), shutdown.clone())
@@ -134,8 +137,13 @@ impl Emulator {
 
     /// Adds an instance and starts its proxy listeners.
     pub async fn add_instance(&self, config: InstanceConfig) -> Result<Arc<Instance>, Error> {
-        let instance =
-            Instance::create(config, self.shutdown.child_token(), self.state.oauth.clone()).await?;
+        let instance = Instance::create(
+            config,
+            self.shutdown.child_token(),
+            self.state.oauth.clone(),
+            &self.state.cas_pools,
+        )
+        .await?;
         crate::proxy::spawn(&instance);
         self.state
             .instances

@@ -60,7 +60,8 @@ struct ServerSide {
 }
 
 /// A server CA hierarchy: a root and, for CAS modes, an intermediate that signs leaves.
-struct Hierarchy {
+#[derive(Clone)]
+pub(crate) struct Hierarchy {
     root: Arc<Ca>,
     intermediate: Option<Arc<Ca>>,
 }
@@ -72,9 +73,17 @@ impl Hierarchy {
                 root: Arc::new(Ca::root("Google Cloud SQL Server CA")?),
                 intermediate: None,
             },
-            CaMode::GoogleManagedCas | CaMode::CustomerManagedCas => {
+            CaMode::GoogleManagedCas => {
                 let root = Ca::root("Google Cloud SQL Root CA")?;
                 let intermediate = root.intermediate("Google Cloud SQL Server Intermediate CA")?;
+                Self {
+                    root: Arc::new(root),
+                    intermediate: Some(Arc::new(intermediate)),
+                }
+            }
+            CaMode::CustomerManagedCas => {
+                let root = Ca::root("Customer CA Pool Root")?;
+                let intermediate = root.intermediate("Customer CA Pool Subordinate CA")?;
                 Self {
                     root: Arc::new(root),
                     intermediate: Some(Arc::new(intermediate)),
@@ -129,6 +138,30 @@ impl Hierarchy {
             ServerCertFault::WrongSan => self.leaf_valid(common_name, &others, usual),
             ServerCertFault::WrongCn => self.leaf_valid("other-project:other-instance", dns_names, usual),
         }
+    }
+}
+
+/// The CAS hierarchies instances share: like Cloud SQL, every `GOOGLE_MANAGED_CAS_CA` instance
+/// of a project and region chains to one regional root, and every `CUSTOMER_MANAGED_CAS_CA`
+/// instance of a project and region to the customer's pool (one per project and region here).
+/// Legacy instances each get a CA of their own.
+#[derive(Default)]
+pub(crate) struct CasPools(Mutex<HashMap<(String, String, CaMode), Hierarchy>>);
+
+impl CasPools {
+    /// The hierarchy a new instance in `project` / `region` with `mode` starts with.
+    fn hierarchy(&self, project: &str, region: &str, mode: CaMode) -> anyhow::Result<Hierarchy> {
+        if mode == CaMode::Legacy {
+            return Hierarchy::new(mode);
+        }
+        let mut pools = lock(&self.0);
+        let key = (project.to_owned(), region.to_owned(), mode);
+        if let Some(shared) = pools.get(&key) {
+            return Ok(shared.clone());
+        }
+        let created = Hierarchy::new(mode)?;
+        pools.insert(key, created.clone());
+        Ok(created)
     }
 }
 
@@ -235,6 +268,7 @@ impl Instance {
         config: InstanceConfig,
         shutdown: CancellationToken,
         oauth: Arc<OAuth>,
+        cas_pools: &CasPools,
     ) -> Result<Arc<Self>, Error> {
         let connection_name = config.connection_name.clone();
         let (project, region, name) = split_connection_name(&connection_name)?;
@@ -257,7 +291,9 @@ impl Instance {
 
         let certificate = |e: anyhow::Error| Error::certificate(&connection_name, e);
         let client = ClientSide::new(&name).map_err(certificate)?;
-        let hierarchy = Hierarchy::new(config.ca_mode).map_err(certificate)?;
+        let hierarchy = cas_pools
+            .hierarchy(&project, &region, config.ca_mode)
+            .map_err(certificate)?;
         let dns_names: Vec<String> = dns_name.iter().chain(psc_dns_name.iter()).cloned().collect();
         let server = build_server_side(
             &hierarchy,
