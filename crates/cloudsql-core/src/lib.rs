@@ -29,6 +29,7 @@ mod dial;
 mod dns_name;
 mod engine;
 mod error;
+mod error_chain;
 mod excerpt;
 mod instance_name;
 mod keys;
@@ -47,6 +48,7 @@ pub use credentials::{
 pub use dns_name::DEFAULT_DNS_CACHE_TTL;
 pub use engine::Engine;
 pub use error::{ConnectStage, Error, ErrorKind};
+pub use error_chain::ErrorChain;
 pub use instance_name::InstanceConnectionName;
 pub use local_socket::{LocalSocket, LocalSocketBuilder};
 pub use mdx::ClientProtocol;

@@ -34,8 +34,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connector(e) => write_chain(f, e),
-            Error::MySql(e) => write_chain(f, e),
+            Error::Connector(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
+            Error::MySql(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
         }
     }
 }
@@ -53,22 +53,6 @@ impl From<mysql_async::Error> for Error {
     fn from(error: mysql_async::Error) -> Self {
         Error::MySql(error)
     }
-}
-
-/// Writes `error` and each of its causes whose text is not already written, joined by `": "`
-/// (mysql_async, for one, may already put its cause in its own text).
-fn write_chain(f: &mut fmt::Formatter<'_>, error: &(dyn StdError + 'static)) -> fmt::Result {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    f.write_str(&text)
 }
 
 #[cfg(test)]

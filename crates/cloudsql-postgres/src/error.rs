@@ -34,8 +34,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connector(e) => write_chain(f, e),
-            Error::Postgres(e) => write_chain(f, e),
+            Error::Connector(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
+            Error::Postgres(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
         }
     }
 }
@@ -53,22 +53,6 @@ impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
         Error::Postgres(error)
     }
-}
-
-/// Writes `error` and each of its causes whose text is not already written, joined by `": "`
-/// (tokio-postgres, for one, already puts its cause in its own text).
-fn write_chain(f: &mut fmt::Formatter<'_>, error: &(dyn StdError + 'static)) -> fmt::Result {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    f.write_str(&text)
 }
 
 /// Finds the connector error inside a `tokio_postgres::Error`, as deadpool-postgres reports it.
@@ -134,7 +118,7 @@ mod tests {
 
     impl fmt::Display for Chain<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write_chain(f, self.0)
+            fmt::Display::fmt(&cloudsql_core::ErrorChain(self.0), f)
         }
     }
 

@@ -34,8 +34,8 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connector(e) => write_chain(f, e),
-            Error::Sqlx(e) => write_chain(f, e),
+            Error::Connector(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
+            Error::Sqlx(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
         }
     }
 }
@@ -53,22 +53,6 @@ impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         Error::Sqlx(error)
     }
-}
-
-/// Writes `error` and each of its causes whose text is not already written, joined by `": "`
-/// (sqlx, for one, may already put its cause in its own text).
-fn write_chain(f: &mut fmt::Formatter<'_>, error: &(dyn StdError + 'static)) -> fmt::Result {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    f.write_str(&text)
 }
 
 #[cfg(test)]
