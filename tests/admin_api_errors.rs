@@ -53,6 +53,8 @@ async fn permission_denied_is_403_and_not_retried() {
 #[tokio::test]
 async fn unknown_instance_is_404() {
     let env = Env::new().await;
+    // An instance in the project: the caller can see the project, just not this instance.
+    env.add(env.pg_config()).await;
     let err = env
         .connector()
         .connect("test-project:us-central1:no-such-instance")
@@ -61,6 +63,27 @@ async fn unknown_instance_is_404() {
     let (status, message) = status_of(&err);
     assert_eq!(status, 404);
     assert!(message.contains("does not exist"), "{message}");
+    assert!(err.to_string().contains("check the connection name"), "{err}");
+}
+
+#[tokio::test]
+async fn unknown_project_is_403_not_authorized_with_what_to_check() {
+    let env = Env::new().await;
+    let err = env
+        .connector()
+        .connect(&format!("{}:us-central1:db", unique("no-such-project")))
+        .await
+        .unwrap_err();
+    let (status, message) = status_of(&err);
+    assert_eq!(
+        status, 403,
+        "Cloud SQL answers 403 notAuthorized for an unknown project"
+    );
+    assert!(message.contains("not authorized"), "{message}");
+    let shown = err.to_string();
+    assert!(shown.contains("Cloud SQL Client role"), "{shown}");
+    assert!(shown.contains("typo"), "{shown}");
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
@@ -81,9 +104,16 @@ async fn server_error_is_retried_then_succeeds() {
 #[tokio::test]
 async fn persistent_server_errors_give_up_with_a_retryable_error() {
     let env = Env::new().await;
+    let connector = env.connector();
+    // A first connect elsewhere makes the connector's RSA key, so the certificate call below
+    // starts at once instead of after key generation (slow on a loaded machine).
+    let healthy = env.add(env.pg_config()).await;
+    select_one(&connector, healthy.connection_name(), &trust_login())
+        .await
+        .unwrap();
     let inst = env.add(env.pg_config()).await;
     inst.faults().admin_status(503, None);
-    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
+    let err = connector.connect(inst.connection_name()).await.unwrap_err();
     assert_eq!(status_of(&err).0, 503);
     assert!(err.is_retryable());
     // Both calls run at once; the first to give up (after 5 attempts) cancels the other, which
@@ -97,8 +127,7 @@ async fn persistent_server_errors_give_up_with_a_retryable_error() {
         5,
         "bounded retries: {settings} and {certs} attempts"
     );
-    // The certificate call starts only once the RSA key exists (tens of milliseconds, longer
-    // on a loaded machine), so it may be a retry or two behind when the other gives up.
+    // Both start together, but one may still be a retry or two behind when the other gives up.
     assert!(
         settings.min(certs) >= 2,
         "both calls were retried: {settings} and {certs} attempts"

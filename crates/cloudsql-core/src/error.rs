@@ -47,7 +47,10 @@ pub enum Error {
     },
 
     /// The Cloud SQL Admin API answered with an error status.
-    #[error("Cloud SQL Admin API {method} for instance `{instance}` failed with HTTP {status}: {message}")]
+    #[error(
+        "Cloud SQL Admin API {method} for instance `{instance}` failed with HTTP {status}: {message}{}",
+        admin_api_hint(*.status, .message)
+    )]
     AdminApi {
         /// The instance the call was for.
         instance: String,
@@ -338,6 +341,23 @@ impl Error {
         Error::Config {
             message: message.into(),
         }
+    }
+}
+
+/// What to do about an Admin API refusal, after the API's own message: the API's words say what
+/// failed, not which knob to turn.
+fn admin_api_hint(status: u16, message: &str) -> &'static str {
+    match status {
+        401 => " (the access token was refused: check the connector's credentials)",
+        // SERVICE_DISABLED carries its own instructions (the URL to enable the API).
+        403 if message.contains("Enable it") => "",
+        403 => {
+            " (make sure the account has the Cloud SQL Client role on the instance's project, and \
+             that the project id in the connection name has no typo: Cloud SQL answers 403 for a \
+             project the caller cannot see)"
+        }
+        404 => " (check the connection name `project:region:instance`: no such instance in that project)",
+        _ => "",
     }
 }
 

@@ -211,9 +211,10 @@ async fn begin(
         return Err(api_error(404, "The requested URL was not found on this server."));
     }
     let grant = authorize(state, headers)?;
-    let inst = state
-        .lookup(project, instance)
-        .ok_or_else(|| api_error(404, default_message(404)))?;
+    let inst = state.lookup(project, instance).ok_or_else(|| {
+        let code = if state.knows_project(project) { 404 } else { 403 };
+        api_error(code, default_message(code))
+    })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     inst.counters().record(RequestInfo {
         method: method.to_owned(),

@@ -38,6 +38,17 @@ impl State {
             .cloned()
     }
 
+    /// Whether any instance lives in `project`: Cloud SQL answers 404 for an unknown instance of
+    /// a project the caller can see, and 403 `notAuthorized` for a project it cannot (a typo in
+    /// the project id looks like a missing permission).
+    pub(crate) fn knows_project(&self, project: &str) -> bool {
+        self.instances
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .any(|(p, _)| p == project)
+    }
+
     pub(crate) fn find(&self, connection_name: &str) -> Option<Arc<Instance>> {
         let (project, _, instance) = split_connection_name(connection_name).ok()?;
         self.lookup(&project, &instance)

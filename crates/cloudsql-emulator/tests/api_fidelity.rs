@@ -1,7 +1,8 @@
 //! Details of the Admin API and token endpoint that Google's own connectors (Python, Node) rely on,
 //! matched to real Cloud SQL: `sql#sslCert` resources whose fields come from the certificate itself,
 //! `pscEnabled` only when PSC is on, 401 with Google's body and a `WWW-Authenticate` challenge,
-//! `expires_in` 3599 and padded-base64 JWT assertions.
+//! `expires_in` 3599, padded-base64 JWT assertions, and 404 for an unknown instance but 403 for an
+//! unknown project.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -155,6 +156,49 @@ async fn a_bad_token_gets_googles_401() {
                 .starts_with("Request had invalid authentication credentials.")
         );
     }
+}
+
+#[tokio::test]
+async fn unknown_instance_is_404_and_unknown_project_is_403_as_on_cloud_sql() {
+    let (emulator, _, token) = setup(|c| c).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/sql/v1beta4/projects", emulator.admin_api_url());
+    for (path, status, reason, message) in [
+        (
+            "fidelity-project/instances/no-such-instance/connectSettings",
+            404,
+            "instanceDoesNotExist",
+            "The Cloud SQL instance does not exist.",
+        ),
+        (
+            "no-such-project/instances/db/connectSettings",
+            403,
+            "notAuthorized",
+            "The client is not authorized to make this request.",
+        ),
+    ] {
+        let response = http
+            .get(format!("{base}/{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], status, "{body}");
+        assert_eq!(body["error"]["errors"][0]["reason"], reason, "{body}");
+        assert_eq!(body["error"]["message"], message, "{body}");
+    }
+    let cert = http
+        .post(format!(
+            "{base}/no-such-project/instances/db:generateEphemeralCert"
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"public_key": "unused"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cert.status(), 403);
 }
 
 /// A service-account JWT assertion, base64url *with* padding, as some JWT libraries write it.
