@@ -1,21 +1,5 @@
-//! # cloudsql-core
-//!
-//! The core of the Cloud SQL connector for Rust: it asks the Cloud SQL Admin API for an
-//! instance's connect settings and a short-lived client certificate, keeps that certificate
-//! fresh, and dials the instance's server-side proxy with TLS 1.3, verifying the server against
-//! the instance's own CA and identity. Driver crates (`cloudsql-postgres`, …) plug the stream it
-//! returns into each driver.
-//!
-//! ```no_run
-//! use cloudsql_core::{Connector, DialOptions, IpType};
-//!
-//! # async fn run() -> Result<(), cloudsql_core::Error> {
-//! let connector = Connector::builder().iam_authn(true).build()?;
-//! let stream = connector
-//!     .connect_with("my-project:us-central1:my-db", &DialOptions::new().ip_type(IpType::Private))
-//!     .await?;
-//! # drop(stream); Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

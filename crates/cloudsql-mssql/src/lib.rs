@@ -1,27 +1,4 @@
-//! # cloudsql-mssql
-//!
-//! [tiberius] on Google Cloud SQL for SQL Server through the [`cloudsql_core`] connector.
-//! tiberius takes any stream, so it runs directly over the connector's TLS 1.3 stream, with TDS
-//! encryption off inside the tunnel (the tunnel is the encryption).
-//!
-//! ```no_run
-//! use tiberius::{AuthMethod, Config};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let connector = cloudsql_core::Connector::builder().build()?;
-//! let mut config = Config::new();
-//! config.authentication(AuthMethod::sql_server("sqlserver", "secret"));
-//! config.database("appdb");
-//! let mut client = cloudsql_mssql::connect(&connector, "my-project:us-central1:my-mssql", config).await?;
-//! let row = client.simple_query("SELECT 1").await?.into_row().await?;
-//! # let _ = row; Ok(()) }
-//! ```
-//!
-//! Authentication methods pass through to tiberius: SQL logins everywhere; Windows (NTLM)
-//! authentication with the `winauth` feature; Kerberos integrated authentication on Unix with
-//! the `integrated-auth-gssapi` feature (needs the system's GSSAPI library). Automatic IAM
-//! database authentication does not exist for SQL Server: a connector or connection with IAM
-//! authn on fails with [`cloudsql_core::Error::IamAuthnNotSupported`] before dialing.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

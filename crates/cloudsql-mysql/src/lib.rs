@@ -1,33 +1,5 @@
-//! # cloudsql-mysql
-//!
-//! [mysql_async] on Google Cloud SQL for MySQL through the [`cloudsql_core`] connector.
-//!
-//! mysql_async cannot take a custom stream, so it reaches the instance through a local Unix
-//! socket that the connector serves in-process: each connection accepted there is dialed
-//! through the connector (its own TLS 1.3 stream, the current certificate, IAM authn) and the
-//! bytes are relayed both ways. The socket lives in a directory only the current user can
-//! enter, and goes away when the connector is closed or dropped.
-//!
-//! ```no_run
-//! use mysql_async::prelude::*;
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let connector = cloudsql_core::Connector::builder().build()?;
-//! let opts = mysql_async::OptsBuilder::default().user(Some("app")).pass(Some("secret")).db_name(Some("appdb"));
-//! let pool = cloudsql_mysql::pool(&connector, "my-project:us-central1:my-mysql", opts).await?;
-//! let mut conn = pool.get_conn().await?;
-//! let one: Option<i64> = conn.query_first("SELECT 1").await?;
-//! # let _ = one; Ok(()) }
-//! ```
-//!
-//! With automatic IAM database authentication, the user is the IAM principal (the part before
-//! `@` is taken for you) and no password is sent. Connecting to an instance that is not MySQL
-//! fails with [`cloudsql_core::Error::IncompatibleDriver`] before any socket is created.
-//!
-//! The options, connections and pools this crate returns keep the [`Connector`] and its local
-//! socket alive: dropping your own connector handles does not cut them off.
-//! [`Connector::close`] leaves open connections working; new ones fail with a MySQL error saying
-//! the connector is closed.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 

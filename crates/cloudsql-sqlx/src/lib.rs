@@ -1,32 +1,4 @@
-//! # cloudsql-sqlx
-//!
-//! [sqlx] on Google Cloud SQL through the [`cloudsql_core`] connector, for PostgreSQL
-//! (feature `postgres`) and MySQL (feature `mysql`).
-//!
-//! sqlx cannot take a custom stream, so it reaches the instance through a local Unix socket
-//! that the connector serves in-process; every connection accepted there is dialed through the
-//! connector (its own TLS 1.3 stream, the current certificate, IAM authn). Start from the
-//! options you already have — user, password, database, statement cache — and get options that
-//! point at the socket, with TLS off inside the tunnel (the tunnel is TLS 1.3 already).
-//!
-//! ```no_run
-//! # #[cfg(feature = "postgres")]
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-//!
-//! let connector = cloudsql_core::Connector::builder().build()?;
-//! let base = PgConnectOptions::new().username("app").password("secret").database("appdb");
-//! let pool = cloudsql_sqlx::postgres::pool(&connector, "my-project:us-central1:my-db", base, PgPoolOptions::new()).await?;
-//! let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&pool).await?;
-//! # let _ = one; Ok(()) }
-//! ```
-//!
-//! The pools built here (`postgres::pool`, `mysql::pool`, …) keep the
-//! [`Connector`](cloudsql_core::Connector) and its local socket alive until they are closed or
-//! dropped, so dropping your own connector handles does not cut them off.
-//! [`Connector::close`](cloudsql_core::Connector::close) leaves open connections working; new
-//! ones fail with a database error saying the connector is closed. Options from
-//! `connect_options` do not hold the connector: keep a clone of it while you use them.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
