@@ -47,6 +47,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             get(resolve_connect_settings),
         )
         .route("/token", post(token))
+        .merge(crate::sts::router())
+        .merge(crate::iam_credentials::router())
         .merge(crate::control_api::router())
         .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })

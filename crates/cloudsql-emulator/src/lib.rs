@@ -5,7 +5,9 @@
 //! - the **Admin API** (`connectSettings`, `generateEphemeralCert`, under `v1beta4` and `v1`)
 //!   on loopback HTTP, with Google-shaped errors and a bearer-token check;
 //! - an **OAuth2 token endpoint** (JWT-bearer and refresh-token grants) and the credentials
-//!   files that point at it, a GCE **metadata server** (`GCE_METADATA_HOST`), and a small
+//!   files that point at it, **Workload Identity Federation** (an OIDC identity provider and STS's
+//!   token exchange, `POST /v1/token`), **service-account impersonation** (IAM Credentials'
+//!   `generateAccessToken`), a GCE **metadata server** (`GCE_METADATA_HOST`), and a small
 //!   **DNS server** for instance DNS names (TXT and CNAME records);
 //! - per instance, a **server-side proxy** on its own loopback address and port 3307: TLS 1.3,
 //!   a required client certificate, a server certificate per CA mode, then a relay to a real
@@ -43,6 +45,7 @@ mod dns;
 mod emulator;
 mod error;
 mod faults;
+mod iam_credentials;
 mod instance;
 mod listeners;
 mod metadata;
@@ -50,6 +53,7 @@ mod naming;
 mod oauth;
 mod oversized;
 mod proxy;
+mod sts;
 mod tds_responder;
 
 pub use config::{CaMode, DnsRecord, FileConfig, IamUser, InstanceConfig, MetadataConfig, SqlLogin};

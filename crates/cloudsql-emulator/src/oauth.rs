@@ -145,6 +145,11 @@ impl OAuth {
         *lock(&self.token_lifetime) = lifetime;
     }
 
+    /// The life of the tokens the token endpoint and STS issue.
+    pub(crate) fn token_lifetime(&self) -> Duration {
+        *lock(&self.token_lifetime)
+    }
+
     /// Creates a service account and returns its JSON key file.
     pub(crate) fn create_service_account(&self, email: &str) -> anyhow::Result<Value> {
         let pair =
