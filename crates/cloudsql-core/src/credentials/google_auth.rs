@@ -1,0 +1,165 @@
+//! Tokens from Google's official `google-cloud-auth` crate, for the credential types only it
+//! reads: Workload Identity Federation (`external_account`) and service-account impersonation.
+//!
+//! The crate does not say when a token expires (googleapis/google-cloud-rust#2929), but an IAM
+//! login token's expiry bounds the certificate it goes into. So login tokens are bounded
+//! conservatively: a login token is only ever taken from a freshly built crate credentials
+//! object, which mints its first token after the build started; that token lives the lifetime it
+//! was minted with (the one we ask impersonation for; an hour for STS), so it is treated as
+//! expiring a margin before `build start + lifetime`. When that leaves less than the
+//! certificate's refresh buffer plus a margin, or the crate handed out a token minted in the
+//! background (whose age is unknown), the credentials are built anew for a fresh token.
+//! Admin API tokens need no expiry; the crate's own cache serves them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use google_cloud_auth::credentials::AccessTokenCredentials;
+use tokio::sync::Mutex;
+
+use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
+
+/// A login token counts as expiring this long before `build start + lifetime` (clock skew,
+/// and an issuer that rounds its lifetimes down).
+const MARGIN: Duration = Duration::from_secs(2 * 60);
+/// A login token with less than this left (by the bound) is replaced: the certificate refresh
+/// buffer (4 min) and a margin, so a certificate refresh always gets a token that outlives it.
+const MIN_LEFT: Duration = Duration::from_secs(6 * 60);
+
+/// Builds the crate's credentials object (its first token is fetched on first use).
+pub(crate) type Build = Arc<dyn Fn() -> Result<AccessTokenCredentials, CredentialsError> + Send + Sync>;
+
+/// Tokens for one scope from `google-cloud-auth`.
+pub(crate) struct GoogleAuthSource {
+    /// What these credentials are, for messages: "Workload Identity Federation credentials".
+    what: &'static str,
+    build: Build,
+    /// Login tokens: the lifetime tokens are minted with. `None` for Admin API tokens.
+    lifetime: Option<Duration>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    credentials: Option<AccessTokenCredentials>,
+    /// The last login token handed out, with its bounded expiry.
+    last: Option<AccessToken>,
+}
+
+impl GoogleAuthSource {
+    /// Admin API tokens: the crate's cache serves them; their expiry is not needed.
+    pub(crate) fn admin(what: &'static str, build: Build) -> Self {
+        Self {
+            what,
+            build,
+            lifetime: None,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// IAM login tokens minted with `lifetime`, their expiry bounded as the module says.
+    pub(crate) fn login(what: &'static str, build: Build, lifetime: Duration) -> Self {
+        Self {
+            what,
+            build,
+            lifetime: Some(lifetime),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    async fn fetch(&self, credentials: &AccessTokenCredentials) -> Result<String, CredentialsError> {
+        match credentials.access_token().await {
+            Ok(token) => Ok(token.token),
+            Err(e) => {
+                let transient = e.is_transient();
+                let error = CredentialsError::with_source(format!("{} gave no token", self.what), e);
+                Err(if transient { error.transient() } else { error })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for GoogleAuthSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleAuthSource")
+            .field("what", &self.what)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bounded expiry of a token minted after `built_at` with `lifetime`.
+fn bounded_expiry(built_at: SystemTime, lifetime: Duration) -> SystemTime {
+    built_at + lifetime.saturating_sub(MARGIN)
+}
+
+/// Whether the last login token can be handed out again at `now`: the crate still serves it
+/// (a different token was minted in the background, at an unknown time) and it has enough left.
+fn reusable(last: &AccessToken, served: &str, now: SystemTime) -> bool {
+    last.secret() == served && last.expires_at().is_some_and(|exp| exp >= now + MIN_LEFT)
+}
+
+impl TokenSource for GoogleAuthSource {
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            let Some(lifetime) = self.lifetime else {
+                if state.credentials.is_none() {
+                    state.credentials = Some((self.build)()?);
+                }
+                let credentials = state.credentials.clone().ok_or_else(|| {
+                    CredentialsError::new(format!("{} could not be built", self.what))
+                })?;
+                drop(state);
+                return Ok(AccessToken::new(self.fetch(&credentials).await?, None));
+            };
+            if let (Some(credentials), Some(last)) = (state.credentials.clone(), state.last.clone()) {
+                let served = self.fetch(&credentials).await?;
+                if reusable(&last, &served, SystemTime::now()) {
+                    return Ok(last);
+                }
+            }
+            // A fresh object mints its first token after this instant.
+            let built_at = SystemTime::now();
+            let credentials = (self.build)()?;
+            state.credentials = Some(credentials.clone());
+            let token = self.fetch(&credentials).await?;
+            let token = AccessToken::new(token, Some(bounded_expiry(built_at, lifetime)));
+            state.last = Some(token.clone());
+            Ok(token)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn login_tokens_are_bounded_below_their_lifetime() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(bounded_expiry(t0, HOUR), t0 + Duration::from_secs(3480));
+        assert_eq!(bounded_expiry(t0, Duration::from_secs(30)), t0);
+    }
+
+    #[test]
+    fn reuse_needs_the_same_token_and_enough_life() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let last = AccessToken::new("a", Some(bounded_expiry(t0, HOUR)));
+        let table = [
+            ("a", t0, true),
+            ("a", t0 + Duration::from_secs(3480 - 360), true),
+            // Four minutes before the bound: a certificate refresh needs a fresh token.
+            ("a", t0 + Duration::from_secs(3480 - 240), false),
+            // Minted in the background, age unknown.
+            ("b", t0, false),
+        ];
+        for (served, now, expected) in table {
+            assert_eq!(reusable(&last, served, now), expected, "{served} at {now:?}");
+        }
+        assert!(!reusable(&AccessToken::new("a", None), "a", t0));
+    }
+}
