@@ -104,6 +104,8 @@ pub(crate) struct TokenRequest {
     refresh_token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// google-cloud-auth's JSON refresh requests call it `scopes`.
+    #[serde(alias = "scopes")]
     scope: Option<String>,
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::google_auth::{Build, GoogleAuthSource};
 use super::{ADMIN_SCOPE, Base, Credentials, CredentialsError, LOGIN_SCOPE, build_error, require};
+use crate::excerpt::excerpt;
 
 const WHAT: &str = "Workload Identity Federation (external_account) credentials";
 
@@ -31,6 +32,7 @@ pub(crate) fn credentials(json: Value) -> Result<Credentials, CredentialsError> 
         .and_then(Value::as_str)
         .unwrap_or(super::DEFAULT_UNIVERSE)
         .to_owned();
+    let what = format!("{WHAT} {}", describe_source(&json));
     let json = Arc::new(json);
     let build = |scope: &'static str| -> Build {
         let json = json.clone();
@@ -42,11 +44,29 @@ pub(crate) fn credentials(json: Value) -> Result<Credentials, CredentialsError> 
         })
     };
     Ok(Credentials {
-        admin: Arc::new(GoogleAuthSource::admin(WHAT, build(ADMIN_SCOPE))),
-        login: Arc::new(GoogleAuthSource::login(WHAT, build(LOGIN_SCOPE), LIFETIME)),
+        admin: Arc::new(GoogleAuthSource::admin(what.clone(), build(ADMIN_SCOPE))),
+        login: Arc::new(GoogleAuthSource::login(what, build(LOGIN_SCOPE), LIFETIME)),
         universe_domain: Some(universe_domain),
         base: Base::Json(json),
     })
+}
+
+/// Where the subject token comes from, for messages: a file's path, a URL without its query
+/// (which could carry a secret), AWS, or an executable.
+fn describe_source(json: &Value) -> String {
+    let source = &json["credential_source"];
+    if let Some(file) = source.get("file").and_then(Value::as_str) {
+        format!("(subject token from file {})", excerpt(file))
+    } else if source.get("environment_id").is_some() {
+        "(subject token from AWS)".to_owned()
+    } else if let Some(url) = source.get("url").and_then(Value::as_str) {
+        let url = url.split(['?', '#']).next().unwrap_or_default();
+        format!("(subject token from URL {})", excerpt(url))
+    } else if source.get("executable").is_some() {
+        "(subject token from an executable)".to_owned()
+    } else {
+        "(subject token from an unknown source)".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +87,23 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("`credential_source`"), "{err}");
         assert!(!err.to_string().contains("ya29"), "{err}");
+    }
+
+    #[test]
+    fn sources_are_described_without_secrets() {
+        let describe = |source: Value| describe_source(&serde_json::json!({"credential_source": source}));
+        assert_eq!(
+            describe(serde_json::json!({"file": "/var/run/token"})),
+            "(subject token from file /var/run/token)"
+        );
+        assert_eq!(
+            describe(serde_json::json!({"url": "http://169.254.169.254/token?sig=s3cr3t"})),
+            "(subject token from URL http://169.254.169.254/token)"
+        );
+        assert_eq!(
+            describe(serde_json::json!({"environment_id": "aws1", "url": "http://x"})),
+            "(subject token from AWS)"
+        );
     }
 
     #[test]

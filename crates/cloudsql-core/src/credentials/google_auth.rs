@@ -32,8 +32,8 @@ pub(crate) type Build = Arc<dyn Fn() -> Result<AccessTokenCredentials, Credentia
 
 /// Tokens for one scope from `google-cloud-auth`.
 pub(crate) struct GoogleAuthSource {
-    /// What these credentials are, for messages: "Workload Identity Federation credentials".
-    what: &'static str,
+    /// What these credentials are, for messages (never a secret).
+    what: String,
     build: Build,
     /// Login tokens: the lifetime tokens are minted with. `None` for Admin API tokens.
     lifetime: Option<Duration>,
@@ -49,9 +49,9 @@ struct State {
 
 impl GoogleAuthSource {
     /// Admin API tokens: the crate's cache serves them; their expiry is not needed.
-    pub(crate) fn admin(what: &'static str, build: Build) -> Self {
+    pub(crate) fn admin(what: impl Into<String>, build: Build) -> Self {
         Self {
-            what,
+            what: what.into(),
             build,
             lifetime: None,
             state: Mutex::new(State::default()),
@@ -59,9 +59,9 @@ impl GoogleAuthSource {
     }
 
     /// IAM login tokens minted with `lifetime`, their expiry bounded as the module says.
-    pub(crate) fn login(what: &'static str, build: Build, lifetime: Duration) -> Self {
+    pub(crate) fn login(what: impl Into<String>, build: Build, lifetime: Duration) -> Self {
         Self {
-            what,
+            what: what.into(),
             build,
             lifetime: Some(lifetime),
             state: Mutex::new(State::default()),
@@ -108,9 +108,10 @@ impl TokenSource for GoogleAuthSource {
                 if state.credentials.is_none() {
                     state.credentials = Some((self.build)()?);
                 }
-                let credentials = state.credentials.clone().ok_or_else(|| {
-                    CredentialsError::new(format!("{} could not be built", self.what))
-                })?;
+                let credentials = state
+                    .credentials
+                    .clone()
+                    .ok_or_else(|| CredentialsError::new(format!("{} could not be built", self.what)))?;
                 drop(state);
                 return Ok(AccessToken::new(self.fetch(&credentials).await?, None));
             };

@@ -29,7 +29,12 @@ pub(crate) fn from_file_json(json: Value) -> Result<Credentials, CredentialsErro
         "impersonated_service_account",
         Value::is_string,
     )?;
-    require(&json, "source_credentials", "impersonated_service_account", Value::is_object)?;
+    require(
+        &json,
+        "source_credentials",
+        "impersonated_service_account",
+        Value::is_object,
+    )?;
     let universe_domain = json
         .get("universe_domain")
         .and_then(Value::as_str)
@@ -154,7 +159,11 @@ impl ImpersonationBuilder {
                     ));
                 }
                 let target = self.target.clone();
-                let delegates = self.delegates.iter().map(|d| delegate_name(d)).collect::<Vec<_>>();
+                let delegates = self
+                    .delegates
+                    .iter()
+                    .map(|d| delegate_name(d))
+                    .collect::<Vec<_>>();
                 let build = move |scope: &'static str| -> Build {
                     let target = target.clone();
                     let delegates = delegates.clone();
@@ -200,32 +209,33 @@ fn impersonation_json(
     endpoint: &str,
 ) -> Result<Value, CredentialsError> {
     let url = format!("{endpoint}/v1/projects/-/serviceAccounts/{target}:generateAccessToken");
-    let (source, mut chain) = if base.get("type").and_then(Value::as_str) == Some("impersonated_service_account") {
-        let base_url = base
-            .get("service_account_impersonation_url")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let base_target = base_url
-            .rsplit_once("/serviceAccounts/")
-            .map(|(_, rest)| rest.trim_end_matches(":generateAccessToken"))
-            .filter(|email| !email.is_empty())
-            .ok_or_else(|| {
-                CredentialsError::new(
-                    "impersonated_service_account credentials file has no service account in its \
+    let (source, mut chain) =
+        if base.get("type").and_then(Value::as_str) == Some("impersonated_service_account") {
+            let base_url = base
+                .get("service_account_impersonation_url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let base_target = base_url
+                .rsplit_once("/serviceAccounts/")
+                .map(|(_, rest)| rest.trim_end_matches(":generateAccessToken"))
+                .filter(|email| !email.is_empty())
+                .ok_or_else(|| {
+                    CredentialsError::new(
+                        "impersonated_service_account credentials file has no service account in its \
                      `service_account_impersonation_url`",
-                )
-            })?;
-        let mut chain: Vec<String> = base
-            .get("delegates")
-            .and_then(Value::as_array)
-            .map(|d| d.iter().filter_map(Value::as_str).map(delegate_name).collect())
-            .unwrap_or_default();
-        chain.push(delegate_name(base_target));
-        let source = base.get("source_credentials").cloned().unwrap_or(Value::Null);
-        (source, chain)
-    } else {
-        (base, Vec::new())
-    };
+                    )
+                })?;
+            let mut chain: Vec<String> = base
+                .get("delegates")
+                .and_then(Value::as_array)
+                .map(|d| d.iter().filter_map(Value::as_str).map(delegate_name).collect())
+                .unwrap_or_default();
+            chain.push(delegate_name(base_target));
+            let source = base.get("source_credentials").cloned().unwrap_or(Value::Null);
+            (source, chain)
+        } else {
+            (base, Vec::new())
+        };
     chain.extend(delegates.iter().map(|d| delegate_name(d)));
     Ok(json!({
         "type": "impersonated_service_account",

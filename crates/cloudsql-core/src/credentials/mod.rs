@@ -32,8 +32,8 @@ use std::sync::Arc;
 pub use impersonated::ImpersonationBuilder;
 pub use token::{AccessToken, CredentialsError};
 
-pub(crate) use oauth::KeyFile;
 use oauth::DEFAULT_UNIVERSE;
+pub(crate) use oauth::KeyFile;
 
 /// OAuth2 scope for the Cloud SQL Admin API.
 pub const ADMIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.admin";
@@ -249,7 +249,9 @@ fn build_error(what: &str, e: google_cloud_auth::build_errors::Error) -> Credent
     if e.is_missing_field() || e.is_not_supported() {
         CredentialsError::with_source(format!("{what} cannot be used"), e)
     } else if e.is_loading() {
-        CredentialsError::new(format!("{what} cannot be used: a credentials file could not be read"))
+        CredentialsError::new(format!(
+            "{what} cannot be used: a credentials file could not be read"
+        ))
     } else {
         CredentialsError::new(format!(
             "{what} cannot be used: the credentials JSON is malformed or of an unknown type"
