@@ -52,7 +52,10 @@ async fn warmup_caches_the_certificate_of_the_iam_mode_asked_for() {
     assert_eq!(inst.counters().calls("generateEphemeralCert"), 1);
 
     inst.counters().reset();
-    connector.connect_with(inst.connection_name(), &iam).await.unwrap();
+    connector
+        .connect_with(inst.connection_name(), &iam)
+        .await
+        .unwrap();
     assert_eq!(inst.counters().total(), 0, "{:?}", inst.counters().snapshot());
 
     // The other mode has a certificate of its own, not warmed.

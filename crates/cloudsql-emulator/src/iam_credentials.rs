@@ -128,11 +128,21 @@ async fn generate_access_token(
                      iam.allowServiceAccountCredentialLifetimeExtension policy).",
                 );
             }
-            None => return api_error(400, "Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration)."),
+            None => {
+                return api_error(
+                    400,
+                    "Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration).",
+                );
+            }
         },
     };
     let mut caller = grant.principal.clone();
-    for hop in request.delegates.iter().map(|d| delegate_email(d)).chain([target]) {
+    for hop in request
+        .delegates
+        .iter()
+        .map(|d| delegate_email(d))
+        .chain([target])
+    {
         if !state.impersonation.allows(&caller, hop) {
             return api_error(
                 403,
@@ -150,9 +160,7 @@ async fn generate_access_token(
         .unwrap_or_default()
         .as_secs();
     let expires_at = UNIX_EPOCH + Duration::from_secs(expiry_secs);
-    let lifetime = expires_at
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
+    let lifetime = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
     let (token, _) = state.oauth.issue(target, request.scope, lifetime);
     let expire_time = time::OffsetDateTime::from(expires_at)
         .format(&time::format_description::well_known::Rfc3339)

@@ -69,14 +69,19 @@ impl Provider {
         let path = audience.strip_prefix("//iam.googleapis.com/")?;
         let parts: Vec<&str> = path.split('/').collect();
         match parts.as_slice() {
-            ["projects", number, "locations", "global", "workloadIdentityPools", pool, "providers", provider]
-                if !number.is_empty() && !pool.is_empty() && !provider.is_empty() =>
-            {
-                Some(Self {
-                    project_number: (*number).to_owned(),
-                    pool: (*pool).to_owned(),
-                })
-            }
+            [
+                "projects",
+                number,
+                "locations",
+                "global",
+                "workloadIdentityPools",
+                pool,
+                "providers",
+                provider,
+            ] if !number.is_empty() && !pool.is_empty() && !provider.is_empty() => Some(Self {
+                project_number: (*number).to_owned(),
+                pool: (*pool).to_owned(),
+            }),
             _ => None,
         }
     }
@@ -124,7 +129,12 @@ impl Federation {
 
     /// An OIDC token of the emulated identity provider for `subject`, addressed to `audience`,
     /// expiring after `lifetime` (a zero lifetime gives an already expired token).
-    pub(crate) fn issue_subject_token(&self, audience: &str, subject: &str, lifetime: Duration) -> Option<String> {
+    pub(crate) fn issue_subject_token(
+        &self,
+        audience: &str,
+        subject: &str,
+        lifetime: Duration,
+    ) -> Option<String> {
         let key = self.key()?;
         let now = unix_now();
         let claims = json!({
@@ -319,7 +329,10 @@ mod tests {
         let expired = federation
             .issue_subject_token(AUDIENCE, "alice", Duration::ZERO)
             .unwrap();
-        assert_eq!(federation.verify(&expired).err(), Some("The subject token has expired."));
+        assert_eq!(
+            federation.verify(&expired).err(),
+            Some("The subject token has expired.")
+        );
 
         let other = Federation::default()
             .issue_subject_token(AUDIENCE, "alice", Duration::from_secs(60))
