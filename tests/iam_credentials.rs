@@ -135,6 +135,35 @@ async fn wif_file_with_impersonation_logs_in_on_postgres_and_mysql() {
 }
 
 #[tokio::test]
+async fn url_sourced_wif_file_logs_in_on_postgres_and_mysql() {
+    // Azure's shape: the subject token comes from the VM's instance metadata identity endpoint.
+    let env = Env::new().await;
+    let subject = unique("azure-managed-identity");
+    env.emulator.set_federated_identity(&subject);
+    let target = service_account("azure-db");
+    let federated = Emulator::federated_principal(AUDIENCE, &subject).unwrap();
+    env.emulator.allow_impersonation(&federated, &target);
+    let instances = iam_instances(&env, &target).await;
+    let source = serde_json::json!({
+        "url": format!(
+            "http://{}/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https:{AUDIENCE}",
+            env.emulator.metadata_host()
+        ),
+        "headers": {"Metadata": "True"},
+        "format": {"type": "json", "subject_token_field_name": "access_token"},
+    });
+    let file = write(
+        &env.dir,
+        "azure.json",
+        &env.emulator
+            .external_account_json(AUDIENCE, source, Some(&target)),
+    );
+    let connector = iam_connector(&env, Credentials::from_file(&file).unwrap());
+    logs_in_on_both(&connector, &target, &instances).await;
+    assert!(env.emulator.sts_requests() >= 2);
+}
+
+#[tokio::test]
 async fn wif_file_without_impersonation_speaks_for_the_federated_principal() {
     let env = Env::new().await;
     let inst = env.add(env.pg_config()).await;

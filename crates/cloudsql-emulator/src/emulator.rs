@@ -363,6 +363,15 @@ impl Emulator {
         })
     }
 
+    /// Makes the metadata server's Azure-style identity endpoint
+    /// (`GET {metadata_host}/metadata/identity/oauth2/token?resource=AUDIENCE`, header
+    /// `Metadata: true`) hand out subject tokens of the emulator's identity provider for
+    /// `subject`, addressed to the `resource` asked: the `credential_source.url` of a URL-sourced
+    /// `external_account` file.
+    pub fn set_federated_identity(&self, subject: &str) {
+        self.state.metadata.set_federated_subject(Some(subject));
+    }
+
     /// Lets `caller` (a user, service account or federated principal) mint tokens for the
     /// service account `target` (Google's Service Account Token Creator role).
     pub fn allow_impersonation(&self, caller: &str, target: &str) {
