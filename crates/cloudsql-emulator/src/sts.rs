@@ -100,7 +100,7 @@ pub(crate) fn federated_principal(audience: &str, subject: &str) -> Option<Strin
     Provider::parse(audience).map(|p| p.principal(subject))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Claims {
     iss: String,
     sub: String,
