@@ -154,6 +154,28 @@ async fn engine_version_is_what_the_admin_api_reports() {
             version
         );
     }
+    // Warmup refuses what connect would refuse before dialing.
+    let mssql = env
+        .add(cloudsql_emulator::InstanceConfig::new(
+            &format!("test-project:us-central1:{}", unique("ms")),
+            "SQLSERVER_2019_STANDARD",
+            trust_pg(),
+        ))
+        .await;
+    let err = connector
+        .warmup(mssql.connection_name(), &DialOptions::new().iam_authn(true))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IamAuthnNotSupported { .. }), "{err:?}");
+    let err = connector
+        .warmup(
+            mssql.connection_name(),
+            &DialOptions::new().engine(cloudsql::core::Engine::Postgres),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompatibleDriver { .. }), "{err:?}");
+
     let err = connector
         .engine_version("test-project:us-central1:no-such-instance")
         .await

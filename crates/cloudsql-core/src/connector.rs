@@ -294,7 +294,8 @@ impl Connector {
     /// makes no Admin API call (Go's `Dialer.Warmup`). Call it at application start-up.
     ///
     /// Fails as [`connect_with`](Self::connect_with) would before dialing: a timeout names the
-    /// stage that ran out of time, an Admin API or credentials error names the instance. With the
+    /// stage that ran out of time, an Admin API or credentials error names the instance, and an
+    /// engine other than [`DialOptions::engine`] or IAM authn on SQL Server is refused. With the
     /// background strategy the certificate is then kept fresh; with the lazy one it is refreshed
     /// by the next connect that finds it near expiry.
     ///
@@ -309,7 +310,17 @@ impl Connector {
     /// # Ok(()) }
     /// ```
     pub async fn warmup(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
-        self.warm(instance, options).await.map(drop)
+        let info = self.warm(instance, options).await?;
+        info.check_driver(options.engine)
+            .map_err(|e| dns_name::named(e, instance))?;
+        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+        if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
+            return Err(Error::IamAuthnNotSupported {
+                instance: info.name.to_string(),
+                engine,
+            });
+        }
+        Ok(())
     }
 
     /// Resolves `instance` and waits for its cache (for `options`' IAM mode) to hold valid
