@@ -135,9 +135,82 @@ impl TokenSource for GoogleAuthSource {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use google_cloud_auth::credentials::user_account;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A token endpoint answering every request with a new token; counts the requests.
+    async fn token_server() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let mut request = vec![0; 65536];
+                let _ = socket.read(&mut request).await;
+                let body = format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    fn build(token_uri: &str) -> Build {
+        let json = serde_json::json!({
+            "type": "authorized_user",
+            "client_id": "c",
+            "client_secret": "s",
+            "refresh_token": "r",
+            "token_uri": token_uri,
+        });
+        Arc::new(move || {
+            user_account::Builder::new(json.clone())
+                .build_access_token_credentials()
+                .map_err(|e| super::super::build_error("test credentials", e))
+        })
+    }
+
+    #[tokio::test]
+    async fn login_tokens_are_reused_within_their_bound_and_fresh_after() {
+        let (uri, count) = token_server().await;
+        let source = GoogleAuthSource::login("test credentials", build(&uri), HOUR);
+        let before = SystemTime::now();
+        let first = source.token().await.unwrap();
+        let expires_at = first.expires_at().unwrap();
+        assert!(expires_at >= before + HOUR - MARGIN, "{expires_at:?}");
+        assert!(expires_at <= SystemTime::now() + HOUR - MARGIN, "{expires_at:?}");
+        let again = source.token().await.unwrap();
+        assert_eq!(again.secret(), first.secret());
+        assert_eq!(again.expires_at(), first.expires_at());
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+
+        // Minted with too short a life for a certificate refresh: each token is a fresh one.
+        let short = GoogleAuthSource::login("test credentials", build(&uri), Duration::from_secs(5 * 60));
+        let a = short.token().await.unwrap();
+        let b = short.token().await.unwrap();
+        assert_ne!(a.secret(), b.secret());
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+
+        // Admin tokens carry no expiry and come from the crate's cache.
+        let admin = GoogleAuthSource::admin("test credentials", build(&uri));
+        assert_eq!(admin.token().await.unwrap().expires_at(), None);
+        admin.token().await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 4);
+    }
 
     #[test]
     fn login_tokens_are_bounded_below_their_lifetime() {
