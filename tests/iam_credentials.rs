@@ -338,3 +338,29 @@ async fn impersonation_without_permission_is_refused_clearly() {
     assert!(!source.is_transient(), "a refusal is not retried: {source}");
     assert_eq!(inst.counters().total(), 0);
 }
+
+#[tokio::test]
+async fn debug_output_holds_no_secret() {
+    let env = Env::new().await;
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&env.key_file).unwrap()).unwrap();
+    let private_key = key["private_key"].as_str().unwrap().to_owned();
+    let key_body = private_key.lines().nth(1).unwrap().to_owned();
+    let token_file = subject_token_file(&env, Duration::from_secs(600));
+    let subject_token = std::fs::read_to_string(&token_file).unwrap();
+    let files = [
+        env.emulator
+            .impersonated_service_account_json(key, "t@test-project.iam.gserviceaccount.com", &[]),
+        env.emulator
+            .external_account_json(AUDIENCE, serde_json::json!({"file": token_file}), None),
+    ];
+    for json in files {
+        let credentials = Credentials::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let builder = credentials
+            .clone()
+            .impersonated("t@test-project.iam.gserviceaccount.com");
+        for shown in [format!("{credentials:?}"), format!("{builder:?}")] {
+            assert!(!shown.contains(&key_body), "{shown}");
+            assert!(!shown.contains(subject_token.trim()), "{shown}");
+        }
+    }
+}
