@@ -104,30 +104,42 @@ impl TokenSource for GoogleAuthSource {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
             let mut state = self.state.lock().await;
-            let Some(lifetime) = self.lifetime else {
-                if state.credentials.is_none() {
-                    state.credentials = Some((self.build)()?);
-                }
-                let credentials = state
-                    .credentials
-                    .clone()
-                    .ok_or_else(|| CredentialsError::new(format!("{} could not be built", self.what)))?;
-                drop(state);
-                return Ok(AccessToken::new(self.fetch(&credentials).await?, None));
-            };
-            if let (Some(credentials), Some(last)) = (state.credentials.clone(), state.last.clone()) {
-                let served = self.fetch(&credentials).await?;
-                if reusable(&last, &served, SystemTime::now()) {
-                    return Ok(last);
+            if let Some(credentials) = state.credentials.clone() {
+                match self.fetch(&credentials).await {
+                    Ok(served) => match self.lifetime {
+                        None => return Ok(AccessToken::new(served, None)),
+                        Some(_) => {
+                            if let Some(last) = state
+                                .last
+                                .clone()
+                                .filter(|last| reusable(last, &served, SystemTime::now()))
+                            {
+                                return Ok(last);
+                            }
+                        }
+                    },
+                    Err(error) => {
+                        // After a refusal the crate's object fails for good ("subsequent calls
+                        // will also fail"): the next call builds anew, so a fixed cause (a subject
+                        // token written late, a permission granted) is picked up.
+                        *state = State::default();
+                        return Err(error);
+                    }
                 }
             }
             // A fresh object mints its first token after this instant.
             let built_at = SystemTime::now();
             let credentials = (self.build)()?;
-            state.credentials = Some(credentials.clone());
-            let token = self.fetch(&credentials).await?;
-            let token = AccessToken::new(token, Some(bounded_expiry(built_at, lifetime)));
-            state.last = Some(token.clone());
+            let token = match self.fetch(&credentials).await {
+                Ok(token) => token,
+                Err(error) => {
+                    *state = State::default();
+                    return Err(error);
+                }
+            };
+            let token = AccessToken::new(token, self.lifetime.map(|l| bounded_expiry(built_at, l)));
+            state.credentials = Some(credentials);
+            state.last = self.lifetime.map(|_| token.clone());
             Ok(token)
         })
     }
@@ -145,8 +157,9 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
 
-    /// A token endpoint answering every request with a new token; counts the requests.
-    async fn token_server() -> (String, Arc<AtomicUsize>) {
+    /// A token endpoint refusing the first `refusals` requests, then answering each with a new
+    /// token; counts the requests.
+    async fn token_server(refusals: usize) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/token", listener.local_addr().unwrap());
         let count = Arc::new(AtomicUsize::new(0));
@@ -157,9 +170,16 @@ mod tests {
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 let mut request = vec![0; 65536];
                 let _ = socket.read(&mut request).await;
-                let body = format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#);
+                let (status, body) = if n < refusals {
+                    ("400 Bad Request", r#"{"error":"invalid_grant"}"#.to_owned())
+                } else {
+                    (
+                        "200 OK",
+                        format!(r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#),
+                    )
+                };
                 let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
                      connection: close\r\n\r\n{body}",
                     body.len()
                 );
@@ -186,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn login_tokens_are_reused_within_their_bound_and_fresh_after() {
-        let (uri, count) = token_server().await;
+        let (uri, count) = token_server(0).await;
         let source = GoogleAuthSource::login("test credentials", build(&uri), HOUR);
         let before = SystemTime::now();
         let first = source.token().await.unwrap();
@@ -235,5 +255,27 @@ mod tests {
             assert_eq!(reusable(&last, served, now), expected, "{served} at {now:?}");
         }
         assert!(!reusable(&AccessToken::new("a", None), "a", t0));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_does_not_break_the_source_for_good() {
+        let (uri, count) = token_server(1).await;
+        for source in [
+            GoogleAuthSource::login("test credentials", build(&uri), HOUR),
+            GoogleAuthSource::admin("test credentials", build(&uri)),
+        ] {
+            let before = count.load(Ordering::SeqCst);
+            let err = source.token().await;
+            if before == 0 {
+                let err = err.unwrap_err();
+                assert!(
+                    err.to_string().contains("test credentials gave no token"),
+                    "{err}"
+                );
+                assert!(!err.is_transient());
+            }
+            // The crate's object would repeat its failure; a new one asks again.
+            assert!(source.token().await.unwrap().secret().starts_with("tok-"));
+        }
     }
 }
