@@ -104,6 +104,55 @@ async fn adc_from_google_application_credentials() {
 }
 
 #[tokio::test]
+async fn adc_from_a_workload_identity_federation_file() {
+    const TEST: &str = "adc_from_a_workload_identity_federation_file";
+    const AUDIENCE: &str =
+        "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci/providers/gh";
+    let env = Env::new().await;
+    let target = format!("{}@test-project.iam.gserviceaccount.com", unique("wif"));
+    let backend_password = unique("pw");
+    let iam_db_user = target.strip_suffix(".gserviceaccount.com").unwrap().to_owned();
+    let inst = env
+        .add(env.pg_config_for(scram_pg()).iam_user(&target, &backend_password))
+        .await;
+    let wif_file = env.dir.join("wif-adc.json");
+    if std::env::var(CHILD).as_deref() != Ok(TEST) {
+        create_scram_role(&iam_db_user, &backend_password).await;
+        let federated = cloudsql_emulator::Emulator::federated_principal(AUDIENCE, "ci-job").unwrap();
+        env.emulator.allow_impersonation(&federated, &target);
+        let token = env
+            .emulator
+            .issue_subject_token(AUDIENCE, "ci-job", Duration::from_secs(600))
+            .unwrap();
+        let token_file = env.dir.join("oidc-token");
+        std::fs::write(&token_file, token).unwrap();
+        let json = env.emulator.external_account_json(
+            AUDIENCE,
+            serde_json::json!({"file": token_file}),
+            Some(&target),
+        );
+        std::fs::write(&wif_file, serde_json::to_vec(&json).unwrap()).unwrap();
+    }
+    let envs = [
+        ("GOOGLE_APPLICATION_CREDENTIALS", wif_file.display().to_string()),
+        ("CLOUDSQL_TEST_IAM_USER", iam_db_user.clone()),
+    ];
+    if let Some((api, instance)) = in_child(TEST, &env, inst.connection_name(), &envs).await {
+        // Admin API token: google-cloud-auth's ADC reads the external_account file; login token:
+        // the same file through google-cloud-auth, its expiry bounded.
+        let iam_user = std::env::var("CLOUDSQL_TEST_IAM_USER").unwrap();
+        adc_connect(&api, &instance, Some(&iam_user)).await;
+        return;
+    }
+    assert_eq!(inst.counters().last_request().unwrap().principal, target);
+    assert!(
+        env.emulator.sts_requests() >= 2,
+        "{}",
+        env.emulator.sts_requests()
+    );
+}
+
+#[tokio::test]
 async fn adc_from_the_metadata_server() {
     const TEST: &str = "adc_from_the_metadata_server";
     let env = Env::new().await;

@@ -254,23 +254,7 @@ impl Connector {
     /// Fails with [`Error::IncompatibleDriver`] unless the instance runs `options`' engine;
     /// warms the instance's cache either way.
     pub(crate) async fn check_engine(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
-        options.validate()?;
-        let timeout = options.timeout.unwrap_or(self.inner.timeout);
-        let stage = StageCell::new(ConnectStage::ResolvingName);
-        let cache_slot = std::sync::OnceLock::new();
-        let check = async {
-            let name = self.instance_name(instance).await?;
-            stage.set(ConnectStage::Refreshing);
-            let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
-            let cache = self.cache(&name, iam_authn)?;
-            let _ = cache_slot.set(cache.clone());
-            self.conn_info(&name, iam_authn, &cache)
-                .await
-                .map_err(|e| dns_name::named(e, instance))
-        };
-        let info = tokio::time::timeout(timeout, check)
-            .await
-            .map_err(|_| timed_out(instance, timeout, &stage, cache_slot.get()))??;
+        let info = self.warm(instance, options).await?;
         info.check_driver(options.engine)
             .map_err(|e| dns_name::named(e, instance))
     }
@@ -282,6 +266,88 @@ impl Connector {
         let name = self.instance_name(instance).await?;
         let cache = self.cache(&name, self.inner.iam_authn)?;
         Ok(self.conn_info(&name, self.inner.iam_authn, &cache).await?.engine)
+    }
+
+    /// The instance's raw `databaseVersion` as the Admin API reports it (`POSTGRES_16`,
+    /// `MYSQL_8_0_31`, `SQLSERVER_2022_STANDARD`, …), from its (cached or fresh) connect settings:
+    /// the engine's version where [`engine`](Self::engine) only gives the engine.
+    ///
+    /// ```no_run
+    /// # async fn run(connector: cloudsql_core::Connector) -> Result<(), cloudsql_core::Error> {
+    /// let version = connector.engine_version("my-project:us-central1:my-db").await?;
+    /// assert!(version.starts_with("POSTGRES_"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn engine_version(&self, instance: &str) -> Result<String, Error> {
+        let name = self.instance_name(instance).await?;
+        let cache = self.cache(&name, self.inner.iam_authn)?;
+        Ok(self
+            .conn_info(&name, self.inner.iam_authn, &cache)
+            .await?
+            .database_version
+            .clone())
+    }
+
+    /// Fetches and caches everything a first connect to `instance` with `options` needs —
+    /// the connection name a DNS name stands for, the connect settings, and a client certificate
+    /// for the IAM authentication mode of `options` — without dialing, so that the first connect
+    /// makes no Admin API call (Go's `Dialer.Warmup`). Call it at application start-up.
+    ///
+    /// Fails as [`connect_with`](Self::connect_with) would before dialing: a timeout names the
+    /// stage that ran out of time, an Admin API or credentials error names the instance, and an
+    /// engine other than [`DialOptions::engine`] or IAM authn on SQL Server is refused. With the
+    /// background strategy the certificate is then kept fresh; with the lazy one it is refreshed
+    /// by the next connect that finds it near expiry.
+    ///
+    /// ```no_run
+    /// use cloudsql_core::{Connector, DialOptions};
+    ///
+    /// # async fn run() -> Result<(), cloudsql_core::Error> {
+    /// let connector = Connector::builder().build()?;
+    /// connector
+    ///     .warmup("my-project:us-central1:my-db", &DialOptions::new().iam_authn(true))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn warmup(&self, instance: &str, options: &DialOptions) -> Result<(), Error> {
+        let info = self.warm(instance, options).await?;
+        info.check_driver(options.engine)
+            .map_err(|e| dns_name::named(e, instance))?;
+        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+        if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
+            return Err(Error::IamAuthnNotSupported {
+                instance: info.name.to_string(),
+                engine,
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves `instance` and waits for its cache (for `options`' IAM mode) to hold valid
+    /// connection data, within the timeout.
+    async fn warm(
+        &self,
+        instance: &str,
+        options: &DialOptions,
+    ) -> Result<Arc<crate::conn_info::ConnInfo>, Error> {
+        options.validate()?;
+        let timeout = options.timeout.unwrap_or(self.inner.timeout);
+        let stage = StageCell::new(ConnectStage::ResolvingName);
+        let cache_slot = std::sync::OnceLock::new();
+        let warm = async {
+            let name = self.instance_name(instance).await?;
+            stage.set(ConnectStage::Refreshing);
+            let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+            let cache = self.cache(&name, iam_authn)?;
+            let _ = cache_slot.set(cache.clone());
+            self.conn_info(&name, iam_authn, &cache)
+                .await
+                .map_err(|e| dns_name::named(e, instance))
+        };
+        tokio::time::timeout(timeout, warm)
+            .instrument(debug_span!("warmup", instance = %instance))
+            .await
+            .map_err(|_| timed_out(instance, timeout, &stage, cache_slot.get()))?
     }
 
     /// Whether automatic IAM database authentication is on by default.

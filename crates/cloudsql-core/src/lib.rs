@@ -28,7 +28,8 @@ mod tls;
 pub use connector::builder::{DEFAULT_UNIVERSE_DOMAIN, USER_AGENT_PREFIX};
 pub use connector::{Connector, ConnectorBuilder};
 pub use credentials::{
-    ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource,
+    ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, ImpersonationBuilder, LOGIN_SCOPE, TokenFuture,
+    TokenSource,
 };
 pub use dns_name::DEFAULT_DNS_CACHE_TTL;
 pub use engine::Engine;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +46,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
             get(resolve_connect_settings),
         )
         .route("/token", post(token))
+        .merge(crate::sts::router())
+        .merge(crate::iam_credentials::router())
         .merge(crate::control_api::router())
         .merge(crate::metadata::router())
         .fallback(|| async { api_error(404, "The requested URL was not found on this server.") })
@@ -373,14 +374,30 @@ async fn instance_action(
     axum::Json(json!({"ephemeralCert": ephemeral_cert})).into_response()
 }
 
-async fn token(
-    AxState(state): AxState<Arc<State>>,
-    request: Result<Form<TokenRequest>, FormRejection>,
-) -> Response {
+/// The OAuth2 token endpoint. Like Google's, it takes the grant as a form or as JSON
+/// (google-cloud-auth sends refresh-token grants as JSON).
+async fn token(AxState(state): AxState<Arc<State>>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
     if let Some(response) = token_fault(&state).await {
         return response;
     }
-    let Ok(Form(request)) = request else {
+    let json = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let parsed = if json {
+        axum::Json::<TokenRequest>::from_request(request, &())
+            .await
+            .map(|axum::Json(r)| r)
+            .ok()
+    } else {
+        Form::<TokenRequest>::from_request(request, &())
+            .await
+            .map(|Form(r)| r)
+            .ok()
+    };
+    let Some(request) = parsed else {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(

@@ -24,6 +24,10 @@ pub(crate) struct State {
     pub(crate) token_faults: TokenFaults,
     /// Requests to the token endpoint and the metadata server's token endpoint.
     pub(crate) token_requests: AtomicU64,
+    /// Workload Identity Federation: the identity provider and STS.
+    pub(crate) federation: crate::sts::Federation,
+    /// Service-account impersonation (`generateAccessToken`).
+    pub(crate) impersonation: crate::iam_credentials::Impersonation,
     instances: RwLock<HashMap<(String, String), Arc<Instance>>>,
     /// Server CA hierarchies shared by the CAS instances of a project and region.
     cas_pools: crate::instance::CasPools,
@@ -110,6 +114,8 @@ impl Emulator {
             zone: Arc::default(),
             token_faults: TokenFaults::default(),
             token_requests: AtomicU64::new(0),
+            federation: crate::sts::Federation::default(),
+            impersonation: crate::iam_credentials::Impersonation::default(),
             instances: RwLock::new(HashMap::new()),
             cas_pools: crate::instance::CasPools::default(),
         });
@@ -287,6 +293,110 @@ impl Emulator {
     /// so far, faulted or not.
     pub fn token_requests(&self) -> u64 {
         self.state.token_requests.load(Ordering::Relaxed)
+    }
+
+    /// The Security Token Service's token-exchange endpoint (`{admin_api_url}/v1/token`), the
+    /// `token_url` of Workload Identity Federation files.
+    pub fn sts_url(&self) -> String {
+        format!("http://{}/v1/token", self.addr)
+    }
+
+    /// The IAM Credentials `generateAccessToken` URL for `service_account`, the
+    /// `service_account_impersonation_url` of impersonation and federation files.
+    pub fn impersonation_url(&self, service_account: &str) -> String {
+        format!(
+            "http://{}/v1/projects/-/serviceAccounts/{service_account}:generateAccessToken",
+            self.addr
+        )
+    }
+
+    /// An OIDC token of the emulator's external identity provider (standing in for GitHub
+    /// Actions, Azure, …) for `subject`, addressed to `audience` (a workload identity provider,
+    /// `//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/ID`),
+    /// valid for `lifetime` (zero: already expired). Write it to the file an `external_account`
+    /// credentials file's `credential_source.file` names. `None` only if the provider's RSA key
+    /// could not be made.
+    pub fn issue_subject_token(&self, audience: &str, subject: &str, lifetime: Duration) -> Option<String> {
+        self.state
+            .federation
+            .issue_subject_token(audience, subject, lifetime)
+    }
+
+    /// The principal STS's federated tokens speak for after an exchange for `audience` with a
+    /// subject token for `subject`:
+    /// `principal://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/subject/SUBJECT`.
+    /// `None` when `audience` names no workload identity provider.
+    pub fn federated_principal(audience: &str, subject: &str) -> Option<String> {
+        crate::sts::federated_principal(audience, subject)
+    }
+
+    /// An `external_account` (Workload Identity Federation) credentials file's JSON: subject
+    /// tokens from `credential_source` (`{"file": PATH}` or `{"url": URL, …}`), exchanged at this
+    /// emulator's STS for `audience`, then, with `impersonate`, for that service account's token.
+    pub fn external_account_json(
+        &self,
+        audience: &str,
+        credential_source: serde_json::Value,
+        impersonate: Option<&str>,
+    ) -> serde_json::Value {
+        let mut file = serde_json::json!({
+            "type": "external_account",
+            "audience": audience,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "token_url": self.sts_url(),
+            "credential_source": credential_source,
+            "universe_domain": "googleapis.com",
+        });
+        if let Some(sa) = impersonate {
+            file["service_account_impersonation_url"] = self.impersonation_url(sa).into();
+        }
+        file
+    }
+
+    /// An `impersonated_service_account` credentials file's JSON (as `gcloud auth
+    /// application-default login --impersonate-service-account` writes): `source` (a
+    /// service-account key or `authorized_user` file's JSON) impersonates `target` through
+    /// `delegates`, at this emulator's IAM Credentials API.
+    pub fn impersonated_service_account_json(
+        &self,
+        source: serde_json::Value,
+        target: &str,
+        delegates: &[&str],
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": self.impersonation_url(target),
+            "source_credentials": source,
+            "delegates": delegates
+                .iter()
+                .map(|d| format!("projects/-/serviceAccounts/{d}"))
+                .collect::<Vec<_>>(),
+        })
+    }
+
+    /// Makes the metadata server's Azure-style identity endpoint
+    /// (`GET {metadata_host}/metadata/identity/oauth2/token?resource=AUDIENCE`, header
+    /// `Metadata: true`) hand out subject tokens of the emulator's identity provider for
+    /// `subject`, addressed to the `resource` asked: the `credential_source.url` of a URL-sourced
+    /// `external_account` file.
+    pub fn set_federated_identity(&self, subject: &str) {
+        self.state.metadata.set_federated_subject(Some(subject));
+    }
+
+    /// Lets `caller` (a user, service account or federated principal) mint tokens for the
+    /// service account `target` (Google's Service Account Token Creator role).
+    pub fn allow_impersonation(&self, caller: &str, target: &str) {
+        self.state.impersonation.allow(caller, target);
+    }
+
+    /// Token exchanges STS handled so far (`POST /v1/token`, accepted or refused).
+    pub fn sts_requests(&self) -> u64 {
+        self.state.federation.requests()
+    }
+
+    /// `generateAccessToken` calls handled so far (granted or refused).
+    pub fn generate_access_token_requests(&self) -> u64 {
+        self.state.impersonation.requests()
     }
 
     /// Stops the Admin API and every proxy.

@@ -14,6 +14,7 @@ mod dns;
 mod emulator;
 mod error;
 mod faults;
+mod iam_credentials;
 mod instance;
 mod listeners;
 mod metadata;
@@ -21,6 +22,7 @@ mod naming;
 mod oauth;
 mod oversized;
 mod proxy;
+mod sts;
 mod tds_responder;
 
 pub use config::{CaMode, DnsRecord, FileConfig, IamUser, InstanceConfig, MetadataConfig, SqlLogin};

@@ -4,6 +4,11 @@
 //! service account's email, scopes, access token and ID token (also by the account's email),
 //! the project id and number, and the universe domain.
 //!
+//! It also answers Azure's instance metadata identity endpoint
+//! (`GET /metadata/identity/oauth2/token?resource=AUDIENCE`, header `Metadata: true`) with a
+//! subject token of the emulator's identity provider, so URL-sourced Workload Identity Federation
+//! files (Azure's shape) can be tested: see `Emulator::set_federated_identity`.
+//!
 //! As on GCE, every request under `/computeMetadata/` must carry `Metadata-Flavor: Google`
 //! (403 otherwise), and every answer carries `Metadata-Flavor: Google`, which clients check
 //! before believing the answer came from a metadata server. `GET /` answers without the
@@ -34,6 +39,8 @@ const ACCOUNTS: &str = "/computeMetadata/v1/instance/service-accounts";
 pub(crate) struct Metadata {
     service_account: Mutex<Option<String>>,
     project_id: Mutex<Option<String>>,
+    /// The subject of the subject tokens the Azure-style identity endpoint hands out.
+    federated_subject: Mutex<Option<String>>,
     /// Signs ID tokens; made on first use.
     id_key: OnceLock<Option<RsaKeyPair>>,
 }
@@ -54,6 +61,10 @@ impl Metadata {
 
     pub(crate) fn set_project_id(&self, project: Option<&str>) {
         *lock(&self.project_id) = project.map(str::to_owned);
+    }
+
+    pub(crate) fn set_federated_subject(&self, subject: Option<&str>) {
+        *lock(&self.federated_subject) = subject.map(str::to_owned);
     }
 
     fn service_account(&self) -> Option<String> {
@@ -103,6 +114,64 @@ pub(crate) fn router() -> Router<Arc<State>> {
         .route(&format!("{V1}/project/numeric-project-id"), get(project_number))
         .route(&format!("{V1}/universe/universe-domain"), get(universe))
         .route("/computeMetadata/{*rest}", get(not_found))
+        .route("/metadata/identity/oauth2/token", get(federated_identity))
+}
+
+#[derive(Deserialize)]
+struct IdentityTokenQuery {
+    resource: Option<String>,
+}
+
+/// Azure IMDS's managed-identity token, as an OIDC subject token of the emulator's identity
+/// provider addressed to `resource`: `{"access_token", "expires_in", "token_type", "resource"}`.
+/// Like Azure's, it needs `Metadata: true` (400 otherwise).
+async fn federated_identity(
+    AxState(state): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(q): Query<IdentityTokenQuery>,
+) -> Response {
+    let bad = |message: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_request", "error_description": message})),
+        )
+            .into_response()
+    };
+    if !headers
+        .get("metadata")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return bad("Required metadata header not specified");
+    }
+    let Some(resource) = q.resource.filter(|r| !r.is_empty()) else {
+        return bad("Required query variable 'resource' is missing");
+    };
+    let Some(subject) = lock(&state.metadata.federated_subject).clone() else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({
+                "error": "invalid_request",
+                "error_description": "Identity not found: this emulated VM has no federated identity \
+                                      (Emulator::set_federated_identity).",
+            })),
+        )
+            .into_response();
+    };
+    let lifetime = Duration::from_secs(3599);
+    match state
+        .federation
+        .issue_subject_token(&resource, &subject, lifetime)
+    {
+        Some(token) => axum::Json(json!({
+            "access_token": token,
+            "expires_in": lifetime.as_secs().to_string(),
+            "token_type": "Bearer",
+            "resource": resource,
+        }))
+        .into_response(),
+        None => refuse(StatusCode::INTERNAL_SERVER_ERROR, "token signing failed"),
+    }
 }
 
 /// Adds `Metadata-Flavor: Google` to an answer.

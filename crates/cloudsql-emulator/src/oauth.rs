@@ -104,6 +104,8 @@ pub(crate) struct TokenRequest {
     refresh_token: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// google-cloud-auth's JSON refresh requests call it `scopes`.
+    #[serde(alias = "scopes")]
     scope: Option<String>,
 }
 
@@ -143,6 +145,11 @@ impl OAuth {
 
     pub(crate) fn set_token_lifetime(&self, lifetime: Duration) {
         *lock(&self.token_lifetime) = lifetime;
+    }
+
+    /// The life of the tokens the token endpoint and STS issue.
+    pub(crate) fn token_lifetime(&self) -> Duration {
+        *lock(&self.token_lifetime)
     }
 
     /// Creates a service account and returns its JSON key file.

@@ -1,8 +1,11 @@
 //! Application Default Credentials.
 //!
 //! Admin API tokens come from Google's official `google-cloud-auth` crate. It does not expose
-//! token expiry, so IAM login tokens, whose expiry bounds the certificate, come from the same ADC
-//! file (or the metadata server) through our own OAuth2 exchange.
+//! token expiry (googleapis/google-cloud-rust#2929), so IAM login tokens, whose expiry bounds the
+//! certificate, come from the same ADC file (or the metadata server) through our own OAuth2
+//! exchange where we have one (service_account, authorized_user, metadata server), and from
+//! `google-cloud-auth` with a conservative bound otherwise (external_account,
+//! impersonated_service_account).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,8 +13,8 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
-use super::oauth::{KeyFileSource, MetadataSource};
-use super::{ADMIN_SCOPE, CredentialsError, KeyFile, TokenFuture, TokenSource};
+use super::oauth::MetadataSource;
+use super::{ADMIN_SCOPE, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource};
 use crate::AccessToken;
 
 /// Admin API tokens through `google-cloud-auth`'s ADC.
@@ -94,6 +97,23 @@ fn adc_file() -> Option<PathBuf> {
     well_known.is_file().then_some(well_known)
 }
 
+/// The ADC file's JSON, if there is a file.
+pub(crate) fn adc_file_json() -> Result<Option<serde_json::Value>, CredentialsError> {
+    let Some(path) = adc_file() else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&path).map_err(|e| {
+        CredentialsError::with_source(format!("cannot read credentials file {}", path.display()), e)
+    })?;
+    // serde_json's message may quote the file, so none is kept.
+    serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+        CredentialsError::new(format!(
+            "credentials file {} is not a JSON credentials object",
+            path.display()
+        ))
+    })
+}
+
 impl TokenSource for AdcLoginSource {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
@@ -108,7 +128,12 @@ impl TokenSource for AdcLoginSource {
                                     e,
                                 )
                             })?;
-                            Arc::new(KeyFileSource::new(Arc::new(KeyFile::parse(&bytes)?), self.scope))
+                            let credentials = Credentials::from_json(&bytes)?;
+                            if self.scope == LOGIN_SCOPE {
+                                credentials.login
+                            } else {
+                                credentials.admin
+                            }
                         }
                         None => Arc::new(MetadataSource::new(self.scope)),
                     };

@@ -7,10 +7,13 @@ use tokio::sync::Mutex;
 
 use super::{AccessToken, TokenFuture, TokenSource};
 
-/// A token is fetched anew when it has less than this left.
-const EARLY_REFRESH: Duration = Duration::from_secs(60);
+/// A token is fetched anew when it has less than this left: more than the certificate's 4-minute
+/// refresh buffer, so a certificate refreshed ahead of expiry gets a login token that outlives
+/// the buffer (a token with less left would end the new certificate inside it, and the refresh
+/// would repeat until the token was replaced).
+const EARLY_REFRESH: Duration = Duration::from_secs(6 * 60);
 
-/// Wraps a token source and hands out its last token while it has over a minute left.
+/// Wraps a token source and hands out its last token while it has over six minutes left.
 pub(crate) struct Cached<S> {
     inner: S,
     current: Mutex<Option<AccessToken>>,

@@ -4,9 +4,22 @@
 //! [`ADMIN_SCOPE`]) and, with automatic IAM database authentication, a login token (scope
 //! [`LOGIN_SCOPE`]) that goes into the certificate request. The login token must carry its expiry,
 //! because the ephemeral certificate is only useful until then.
+//!
+//! Credential types and where their tokens come from (the repository's `docs/credentials.md`
+//! has the whole table):
+//! - `service_account` and `authorized_user` files, and the metadata server: a standard OAuth2
+//!   exchange of our own ([`oauth`]), because `google-cloud-auth` does not report token expiry
+//!   (googleapis/google-cloud-rust#2929) and the login token's expiry bounds the certificate;
+//!   Application Default Credentials' Admin API tokens come from `google-cloud-auth`;
+//! - `external_account` (Workload Identity Federation) and `impersonated_service_account` files,
+//!   and [`Credentials::impersonated`]: every token from `google-cloud-auth`, the login token's
+//!   expiry bounded conservatively ([`google_auth`]).
 
 mod adc;
 mod cached;
+mod external_account;
+mod google_auth;
+mod impersonated;
 mod oauth;
 mod token;
 
@@ -16,8 +29,10 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use impersonated::ImpersonationBuilder;
 pub use token::{AccessToken, CredentialsError};
 
+use oauth::DEFAULT_UNIVERSE;
 pub(crate) use oauth::KeyFile;
 
 /// OAuth2 scope for the Cloud SQL Admin API.
@@ -58,6 +73,19 @@ pub struct Credentials {
     pub(crate) admin: Arc<dyn TokenSource>,
     pub(crate) login: Arc<dyn TokenSource>,
     pub(crate) universe_domain: Option<String>,
+    /// What the credentials were made from, for [`Credentials::impersonated`].
+    pub(crate) base: Base,
+}
+
+/// What credentials were made from.
+#[derive(Clone)]
+pub(crate) enum Base {
+    /// Application Default Credentials.
+    Adc,
+    /// A credentials file's JSON (it holds secrets: never printed).
+    Json(Arc<serde_json::Value>),
+    /// A fixed token or a token source of the caller's own.
+    Custom,
 }
 
 impl Credentials {
@@ -71,10 +99,20 @@ impl Credentials {
             admin: Arc::new(adc::AdcAdminSource::new()),
             login: Arc::new(cached::Cached::new(adc::AdcLoginSource::new(LOGIN_SCOPE))),
             universe_domain: None,
+            base: Base::Adc,
         }
     }
 
-    /// Credentials from a service-account key or `authorized_user` JSON file.
+    /// Credentials from a JSON credentials file: a service-account key, an `authorized_user`
+    /// file (`gcloud auth application-default login`), an `external_account` file (Workload
+    /// Identity Federation: GitHub Actions, AWS, Azure, any OIDC or SAML provider) or an
+    /// `impersonated_service_account` file.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), cloudsql_core::CredentialsError> {
+    /// let credentials = cloudsql_core::Credentials::from_file("/secrets/github-wif.json")?;
+    /// # Ok(()) }
+    /// ```
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, CredentialsError> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| {
@@ -83,17 +121,65 @@ impl Credentials {
         Self::from_json(&bytes)
     }
 
-    /// Credentials from the contents of a service-account key or `authorized_user` JSON file.
+    /// Credentials from the contents of a JSON credentials file (see
+    /// [`from_file`](Self::from_file) for the types).
     pub fn from_json(json: &[u8]) -> Result<Self, CredentialsError> {
-        let key = Arc::new(KeyFile::parse(json)?);
-        Ok(Self {
-            universe_domain: Some(key.universe_domain().to_owned()),
-            admin: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(
-                key.clone(),
-                ADMIN_SCOPE,
-            ))),
-            login: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(key, LOGIN_SCOPE))),
-        })
+        let kind = serde_json::from_slice::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)));
+        match kind.as_deref() {
+            Some("external_account") | Some("impersonated_service_account") => {
+                // Parsed again only on this path; the KeyFile parser below says what is wrong
+                // with anything else without quoting it.
+                let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+                    CredentialsError::new(format!(
+                        "credentials file is not a JSON credentials object ({})",
+                        oauth::json_error_position(&e)
+                    ))
+                })?;
+                if kind.as_deref() == Some("external_account") {
+                    external_account::credentials(value)
+                } else {
+                    impersonated::from_file_json(value)
+                }
+            }
+            _ => {
+                let key = Arc::new(KeyFile::parse(json)?);
+                let base = serde_json::from_slice(json).map(Arc::new).map_err(|_| {
+                    CredentialsError::new("credentials file is not a JSON credentials object")
+                })?;
+                Ok(Self {
+                    universe_domain: Some(key.universe_domain().to_owned()),
+                    admin: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(
+                        key.clone(),
+                        ADMIN_SCOPE,
+                    ))),
+                    login: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(key, LOGIN_SCOPE))),
+                    base: Base::Json(base),
+                })
+            }
+        }
+    }
+
+    /// Credentials that impersonate the service account `target_principal` (an email) with
+    /// these credentials: every token, for the Admin API and for IAM database login, is the
+    /// service account's, from IAM Credentials' `generateAccessToken` through
+    /// `google-cloud-auth`. These credentials need the Service Account Token Creator role on the
+    /// service account (or on the first of its [`delegates`](ImpersonationBuilder::delegates)).
+    /// With automatic IAM authn, the database user is the service account's.
+    ///
+    /// ```no_run
+    /// use cloudsql_core::{Connector, Credentials};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let credentials = Credentials::application_default()
+    ///     .impersonated("db-user@my-project.iam.gserviceaccount.com")
+    ///     .build()?;
+    /// let connector = Connector::builder().credentials(credentials).iam_authn(true).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn impersonated(self, target_principal: impl Into<String>) -> ImpersonationBuilder {
+        ImpersonationBuilder::new(self, target_principal.into())
     }
 
     /// One fixed token for every purpose. It is never refreshed and its expiry is unknown.
@@ -103,6 +189,7 @@ impl Credentials {
             admin: source.clone(),
             login: source,
             universe_domain: None,
+            base: Base::Custom,
         }
     }
 
@@ -113,6 +200,7 @@ impl Credentials {
             admin: source.clone(),
             login: source,
             universe_domain: None,
+            base: Base::Custom,
         }
     }
 
@@ -122,6 +210,7 @@ impl Credentials {
             admin: Arc::new(admin),
             login: Arc::new(login),
             universe_domain: None,
+            base: Base::Custom,
         }
     }
 }
@@ -133,6 +222,40 @@ impl fmt::Debug for Credentials {
             .field("login", &self.login)
             .field("universe_domain", &self.universe_domain)
             .finish()
+    }
+}
+
+/// Fails unless `json` has `field` passing `check`; the message names the field, never its value.
+fn require(
+    json: &serde_json::Value,
+    field: &str,
+    kind: &str,
+    check: fn(&serde_json::Value) -> bool,
+) -> Result<(), CredentialsError> {
+    match json.get(field) {
+        Some(value) if check(value) => Ok(()),
+        Some(_) => Err(CredentialsError::new(format!(
+            "{kind} credentials file has a malformed `{field}` field"
+        ))),
+        None => Err(CredentialsError::new(format!(
+            "{kind} credentials file has no `{field}` field"
+        ))),
+    }
+}
+
+/// A `google-cloud-auth` build error for `what`. Parsing errors can quote the file (secrets
+/// included), so only their kind is kept.
+fn build_error(what: &str, e: google_cloud_auth::build_errors::Error) -> CredentialsError {
+    if e.is_missing_field() || e.is_not_supported() {
+        CredentialsError::with_source(format!("{what} cannot be used"), e)
+    } else if e.is_loading() {
+        CredentialsError::new(format!(
+            "{what} cannot be used: a credentials file could not be read"
+        ))
+    } else {
+        CredentialsError::new(format!(
+            "{what} cannot be used: the credentials JSON is malformed or of an unknown type"
+        ))
     }
 }
 

@@ -19,7 +19,7 @@ use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
 use crate::excerpt::excerpt;
 
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-const DEFAULT_UNIVERSE: &str = "googleapis.com";
+pub(super) const DEFAULT_UNIVERSE: &str = "googleapis.com";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How many times a token is asked for in all when the endpoint fails transiently.
 const TOKEN_ATTEMPTS: u32 = 3;
@@ -104,11 +104,12 @@ impl KeyFile {
             }
             // The value is never quoted: a mangled file can hold a secret where `type` belongs.
             Some(_) => Err(CredentialsError::new(
-                "unsupported credentials type (expected service_account or authorized_user); \
-                 use a service_account or authorized_user JSON file",
+                "unsupported credentials type (expected service_account, authorized_user, \
+                 external_account or impersonated_service_account)",
             )),
             None => Err(CredentialsError::new(
-                "credentials file has no `type` field (expected service_account or authorized_user)",
+                "credentials file has no `type` field (expected service_account, authorized_user, \
+                 external_account or impersonated_service_account)",
             )),
         }
     }
@@ -199,7 +200,7 @@ struct TokenErrorResponse {
 }
 
 /// Where a JSON error was, and what kind it was, without quoting the input.
-fn json_error_position(e: &serde_json::Error) -> String {
+pub(super) fn json_error_position(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let kind = match e.classify() {
         Category::Io => "unreadable",
@@ -403,7 +404,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_types_and_missing_fields() {
-        let err = KeyFile::parse(br#"{"type":"external_account"}"#).unwrap_err();
+        let err = KeyFile::parse(br#"{"type":"gdch_service_account"}"#).unwrap_err();
         assert!(err.to_string().contains("unsupported credentials type"));
         let err = KeyFile::parse(br#"{"type":"authorized_user","client_id":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("client_secret"), "{err}");
@@ -448,8 +449,8 @@ mod tests {
         let err = KeyFile::parse(format!(r#"{{"type":"{SECRET}"}}"#).as_bytes()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unsupported credentials type (expected service_account or authorized_user); \
-             use a service_account or authorized_user JSON file"
+            "unsupported credentials type (expected service_account, authorized_user, \
+             external_account or impersonated_service_account)"
         );
         let err = KeyFile::parse(format!(r#""{SECRET}""#).as_bytes()).unwrap_err();
         assert!(err.to_string().contains("line 1, column"), "{err}");

@@ -1,0 +1,292 @@
+//! Service-account impersonation through `google-cloud-auth`: `impersonated_service_account`
+//! files (as `gcloud auth application-default login --impersonate-service-account` writes them)
+//! and [`Credentials::impersonated`], which wraps other credentials. Tokens come from IAM
+//! Credentials' `generateAccessToken`, called with the source credentials' token.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use google_cloud_auth::credentials::{self as gauth, impersonated};
+use serde_json::{Value, json};
+
+use super::google_auth::{Build, GoogleAuthSource};
+use super::{ADMIN_SCOPE, Base, Credentials, CredentialsError, LOGIN_SCOPE, build_error, require};
+
+const WHAT: &str = "impersonated service account credentials";
+
+/// The lifetime asked for impersonated tokens (Google's maximum without an org policy).
+const LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The scope the source credentials' token needs to call `generateAccessToken`.
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Credentials from an `impersonated_service_account` file's JSON.
+pub(crate) fn from_file_json(json: Value) -> Result<Credentials, CredentialsError> {
+    require(
+        &json,
+        "service_account_impersonation_url",
+        "impersonated_service_account",
+        Value::is_string,
+    )?;
+    require(
+        &json,
+        "source_credentials",
+        "impersonated_service_account",
+        Value::is_object,
+    )?;
+    let universe_domain = json
+        .get("universe_domain")
+        .and_then(Value::as_str)
+        .unwrap_or(super::DEFAULT_UNIVERSE)
+        .to_owned();
+    let json = Arc::new(json);
+    let base = Base::Json(json.clone());
+    let build = move |scope: &'static str| -> Build {
+        let json = json.clone();
+        Arc::new(move || {
+            impersonated::Builder::new((*json).clone())
+                .with_scopes([scope])
+                .with_lifetime(LIFETIME)
+                .build_access_token_credentials()
+                .map_err(|e| build_error(WHAT, e))
+        })
+    };
+    Ok(credentials(build, universe_domain, base))
+}
+
+fn credentials(build: impl Fn(&'static str) -> Build, universe_domain: String, base: Base) -> Credentials {
+    Credentials {
+        admin: Arc::new(GoogleAuthSource::admin(WHAT, build(ADMIN_SCOPE))),
+        login: Arc::new(GoogleAuthSource::login(WHAT, build(LOGIN_SCOPE), LIFETIME)),
+        universe_domain: Some(universe_domain),
+        base,
+    }
+}
+
+/// Builds credentials that impersonate a service account with other credentials: see
+/// [`Credentials::impersonated`].
+#[must_use]
+pub struct ImpersonationBuilder {
+    base: Credentials,
+    target: String,
+    delegates: Vec<String>,
+    iam_endpoint: Option<String>,
+}
+
+impl fmt::Debug for ImpersonationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImpersonationBuilder")
+            .field("base", &self.base)
+            .field("target", &self.target)
+            .field("delegates", &self.delegates)
+            .field("iam_endpoint", &self.iam_endpoint)
+            .finish()
+    }
+}
+
+impl ImpersonationBuilder {
+    pub(crate) fn new(base: Credentials, target: String) -> Self {
+        Self {
+            base,
+            target,
+            delegates: Vec::new(),
+            iam_endpoint: None,
+        }
+    }
+
+    /// A delegation chain: the base credentials impersonate the first of these service accounts,
+    /// which impersonates the next, and the last impersonates the target. Each needs the Service
+    /// Account Token Creator role on the next.
+    pub fn delegates<I, S>(mut self, delegates: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.delegates = delegates.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The IAM Service Account Credentials API endpoint (default:
+    /// `https://iamcredentials.{universe_domain}`), for private endpoints and emulators.
+    ///
+    /// `google-cloud-auth` redirects impersonation only for credentials it reads from JSON, so
+    /// this needs base credentials from a file ([`Credentials::from_file`],
+    /// [`Credentials::from_json`], or Application Default Credentials with a file).
+    pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.iam_endpoint = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The impersonating credentials.
+    ///
+    /// Fails when the base credentials are a fixed token or a token source of your own
+    /// (`google-cloud-auth` needs credentials it can read itself), or when an IAM endpoint is set
+    /// for base credentials that did not come from a file.
+    pub fn build(self) -> Result<Credentials, CredentialsError> {
+        let universe = self
+            .base
+            .universe_domain
+            .clone()
+            .unwrap_or_else(|| super::DEFAULT_UNIVERSE.to_owned());
+        let base_json = match &self.base.base {
+            Base::Json(json) => Some((**json).clone()),
+            Base::Adc => super::adc::adc_file_json()?,
+            Base::Custom => {
+                return Err(CredentialsError::new(
+                    "impersonation needs credentials google-cloud-auth can read (a credentials file or \
+                     Application Default Credentials), not a fixed token or a token source of your own",
+                ));
+            }
+        };
+        let endpoint = self
+            .iam_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://iamcredentials.{universe}"));
+        match base_json {
+            Some(base) => {
+                let json = impersonation_json(base, &self.target, &self.delegates, &endpoint)?;
+                let mut creds = from_file_json(json)?;
+                creds.universe_domain = Some(universe);
+                Ok(creds)
+            }
+            // ADC from the metadata server: the crate builds the impersonation URL itself.
+            None => {
+                if self.iam_endpoint.is_some() {
+                    return Err(CredentialsError::new(
+                        "an IAM endpoint for impersonation needs base credentials from a file; \
+                         Application Default Credentials here come from the metadata server",
+                    ));
+                }
+                let target = self.target.clone();
+                let delegates = self
+                    .delegates
+                    .iter()
+                    .map(|d| delegate_name(d))
+                    .collect::<Vec<_>>();
+                let build = move |scope: &'static str| -> Build {
+                    let target = target.clone();
+                    let delegates = delegates.clone();
+                    Arc::new(move || {
+                        let source = gauth::Builder::default()
+                            .with_scopes([CLOUD_PLATFORM])
+                            .build()
+                            .map_err(|e| build_error("Application Default Credentials", e))?;
+                        let mut builder = impersonated::Builder::from_source_credentials(source)
+                            .with_target_principal(target.clone())
+                            .with_scopes([scope])
+                            .with_lifetime(LIFETIME);
+                        if !delegates.is_empty() {
+                            builder = builder.with_delegates(delegates.clone());
+                        }
+                        builder
+                            .build_access_token_credentials()
+                            .map_err(|e| build_error(WHAT, e))
+                    })
+                };
+                Ok(credentials(build, universe, Base::Adc))
+            }
+        }
+    }
+}
+
+/// `projects/-/serviceAccounts/{email}`, as `generateAccessToken` names delegates.
+fn delegate_name(email: &str) -> String {
+    if email.starts_with("projects/") {
+        email.to_owned()
+    } else {
+        format!("projects/-/serviceAccounts/{email}")
+    }
+}
+
+/// The `impersonated_service_account` JSON for `base` impersonating `target`. A base that
+/// impersonates already becomes a longer delegation chain (the crate accepts no impersonated
+/// source).
+fn impersonation_json(
+    base: Value,
+    target: &str,
+    delegates: &[String],
+    endpoint: &str,
+) -> Result<Value, CredentialsError> {
+    let url = format!("{endpoint}/v1/projects/-/serviceAccounts/{target}:generateAccessToken");
+    let (source, mut chain) =
+        if base.get("type").and_then(Value::as_str) == Some("impersonated_service_account") {
+            let base_url = base
+                .get("service_account_impersonation_url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let base_target = base_url
+                .rsplit_once("/serviceAccounts/")
+                .map(|(_, rest)| rest.trim_end_matches(":generateAccessToken"))
+                .filter(|email| !email.is_empty())
+                .ok_or_else(|| {
+                    CredentialsError::new(
+                        "impersonated_service_account credentials file has no service account in its \
+                     `service_account_impersonation_url`",
+                    )
+                })?;
+            let mut chain: Vec<String> = base
+                .get("delegates")
+                .and_then(Value::as_array)
+                .map(|d| d.iter().filter_map(Value::as_str).map(delegate_name).collect())
+                .unwrap_or_default();
+            chain.push(delegate_name(base_target));
+            let source = base.get("source_credentials").cloned().unwrap_or(Value::Null);
+            (source, chain)
+        } else {
+            (base, Vec::new())
+        };
+    chain.extend(delegates.iter().map(|d| delegate_name(d)));
+    Ok(json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": url,
+        "source_credentials": source,
+        "delegates": chain,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impersonating_an_impersonation_makes_a_chain() {
+        let source = json!({"type": "authorized_user", "client_id": "c"});
+        let first = json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url":
+                "https://iam.test/v1/projects/-/serviceAccounts/a@p.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials": source,
+            "delegates": ["projects/-/serviceAccounts/d@p.iam.gserviceaccount.com"],
+        });
+        let json = impersonation_json(
+            first,
+            "b@p.iam.gserviceaccount.com",
+            &["e@p.iam.gserviceaccount.com".to_owned()],
+            "http://127.0.0.1:1",
+        )
+        .unwrap();
+        assert_eq!(json["source_credentials"], source);
+        assert_eq!(
+            json["service_account_impersonation_url"],
+            "http://127.0.0.1:1/v1/projects/-/serviceAccounts/b@p.iam.gserviceaccount.com:generateAccessToken"
+        );
+        assert_eq!(
+            json["delegates"],
+            json!([
+                "projects/-/serviceAccounts/d@p.iam.gserviceaccount.com",
+                "projects/-/serviceAccounts/a@p.iam.gserviceaccount.com",
+                "projects/-/serviceAccounts/e@p.iam.gserviceaccount.com",
+            ])
+        );
+    }
+
+    #[test]
+    fn custom_token_sources_cannot_be_impersonated() {
+        let err = Credentials::from_token("t")
+            .impersonated("sa@p.iam.gserviceaccount.com")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("not a fixed token"), "{err}");
+    }
+}
