@@ -31,6 +31,7 @@ mod engine;
 mod error;
 mod error_chain;
 mod excerpt;
+mod failover;
 mod instance_name;
 mod keys;
 mod local_socket;
@@ -45,7 +46,7 @@ pub use connector::{Connector, ConnectorBuilder};
 pub use credentials::{
     ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource,
 };
-pub use dns_name::DEFAULT_DNS_CACHE_TTL;
+pub use dns_name::{DEFAULT_DNS_CACHE_TTL, DEFAULT_FAILOVER_PERIOD};
 pub use engine::Engine;
 pub use error::{ConnectStage, Error, ErrorKind};
 pub use error_chain::ErrorChain;

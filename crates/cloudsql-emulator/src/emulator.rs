@@ -231,13 +231,20 @@ impl Emulator {
         self.state.zone.add_txt(name, value);
     }
 
+    /// Adds an A (IPv4) or AAAA (IPv6) record for `name`, beside its TXT records: a custom
+    /// instance name that clients dial by its own address.
+    pub fn add_address_record(&self, name: &str, address: std::net::IpAddr) {
+        self.state.zone.add_address(name, address);
+    }
+
     /// Makes `name` a CNAME for `target`, replacing its other records.
     pub fn set_cname_record(&self, name: &str, target: &str) {
         self.state.zone.set_cname(name, target);
     }
 
     /// Replaces the records of a name with `record`'s TXT values or CNAME. Also
-    /// `POST /emulator/v1/dns/records`.
+    /// `POST /emulator/v1/dns/records`. With `addresses`, the name answers A and AAAA
+    /// queries too (a custom name dialled by its own address).
     pub fn set_dns_record(&self, record: &DnsRecord) -> Result<(), Error> {
         record.validate().map_err(Error::InvalidDnsRecord)?;
         record.apply(&self.state.zone);
