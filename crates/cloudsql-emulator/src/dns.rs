@@ -35,6 +35,8 @@ pub(crate) struct Zone {
     records: Mutex<HashMap<String, Vec<Record>>>,
     /// Queries received per name (lower case, no trailing dot), answered or dropped.
     queries: Mutex<HashMap<String, u64>>,
+    /// The same, per name and record type (`TXT`, `A`, `AAAA`, `CNAME`, …).
+    typed_queries: Mutex<HashMap<(String, String), u64>>,
     /// While set, queries are counted and dropped unanswered.
     down: AtomicBool,
 }
@@ -110,6 +112,14 @@ impl Zone {
         lock(&self.queries).get(&key(name)).copied().unwrap_or(0)
     }
 
+    /// Queries of one record type (such as `TXT` or `A`, any case) received for `name`.
+    pub(crate) fn queries_of_type(&self, name: &str, record_type: &str) -> u64 {
+        lock(&self.typed_queries)
+            .get(&(key(name), record_type.to_ascii_uppercase()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The answer to one query, or `None` to stay silent on garbage, on responses, or while down.
     fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(query).ok()?;
@@ -121,6 +131,9 @@ impl Zone {
         };
         let name = key(&question.name().to_ascii());
         *lock(&self.queries).entry(name.clone()).or_default() += 1;
+        *lock(&self.typed_queries)
+            .entry((name.clone(), question.query_type().to_string()))
+            .or_default() += 1;
         if self.down.load(Ordering::Relaxed) {
             return None;
         }
@@ -351,5 +364,7 @@ mod tests {
         zone.set_down(false);
         assert!(zone.answer(&query("db.example.test.", RecordType::TXT)).is_some());
         assert_eq!(zone.queries("DB.example.test"), 2);
+        assert_eq!(zone.queries_of_type("db.example.test", "txt"), 2);
+        assert_eq!(zone.queries_of_type("db.example.test", "A"), 0);
     }
 }

@@ -269,6 +269,12 @@ impl Emulator {
         self.state.zone.queries(name)
     }
 
+    /// DNS queries of one record type (`TXT`, `A`, `AAAA`, `CNAME`, any case) received for
+    /// `name`, answered or dropped.
+    pub fn dns_queries_of_type(&self, name: &str, record_type: &str) -> u64 {
+        self.state.zone.queries_of_type(name, record_type)
+    }
+
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.state.oauth.set_token_lifetime(lifetime);

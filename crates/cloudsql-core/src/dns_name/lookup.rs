@@ -215,6 +215,10 @@ impl Lookup {
                         let options = builder.options_mut();
                         options.timeout = REQUEST_TIMEOUT;
                         options.attempts = 1;
+                        // No cache of the resolver's own: answers are cached above it (the DNS
+                        // cache TTL), and a failover check must see the record as it is now,
+                        // not as it was up to a record TTL ago.
+                        options.cache_size = 0;
                         builder.build()
                     })
                     .map_err(|e| Error::DnsResolution {

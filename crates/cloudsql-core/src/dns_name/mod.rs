@@ -14,8 +14,9 @@
 //!   403/404 from `resolveConnectSettings`), every connection made through it to the old
 //!   instance is closed and new connects follow the new answer. Transient failures are logged
 //!   and served stale, as above. Cloud SQL's own instance names never move: not watched.
-//! - **Custom names are dialled by their own A/AAAA record** ([`NameResolver::dial_target`]),
-//!   falling back to the address in the instance's metadata when they have none, and the
+//! - **Custom names are dialled by their own A/AAAA record** ([`NameResolver::dial_target`],
+//!   reused for the TTL), falling back to the address in the instance's metadata when they have
+//!   none, and the
 //!   server certificate must then name them (or carry the instance's CN).
 //! - **Errors name the DNS name**: resolution errors are [`Error::DnsResolution`]; errors after
 //!   resolution get the DNS name in their `instance` field (see [`named`]).
@@ -121,6 +122,8 @@ struct Shared {
     /// Zero: names are not watched.
     failover_period: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Custom names' own addresses (see `dial_target.rs`).
+    addresses: dial_target::AddressCache,
     closed: AtomicBool,
 }
 
@@ -142,6 +145,7 @@ impl NameResolver {
                 ttl,
                 failover_period,
                 entries: Mutex::new(HashMap::new()),
+                addresses: dial_target::AddressCache::default(),
                 closed: AtomicBool::new(false),
             }),
         }
