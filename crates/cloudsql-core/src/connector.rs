@@ -113,10 +113,11 @@ impl Connector {
     ///
     /// `instance` is a connection name (`project:region:instance`) or a DNS name standing for
     /// one: a name with a TXT record holding the connection name, or one of Cloud SQL's own
-    /// `<label>.<label>.<region>.sql.goog` names (resolved with the Admin API's
-    /// `resolveConnectSettings` when it has no TXT record). Resolved names are reused for 30 s
-    /// ([`ConnectorBuilder::dns_cache_ttl`]), then refreshed in the background; while a refresh
-    /// fails, the last good answer is used. A custom DNS name is dialled by its own A/AAAA
+    /// `<label>.<label>.<region>.sql.goog` names (also `sql-psa.goog`, `sql-psc.goog`; resolved
+    /// with the Admin API's `resolveConnectSettings`), or a Global Write Endpoint
+    /// (`….global.sql-psc.goog`, followed through its CNAME to the current primary). Resolved
+    /// names are reused for 30 s ([`ConnectorBuilder::dns_cache_ttl`]), then refreshed in the
+    /// background; while a refresh fails, the last good answer is used. A custom DNS name is dialled by its own A/AAAA
     /// record when it has one. Names that can move (all but Cloud SQL's own instance names) are
     /// watched: when one points at another instance, or stops resolving, streams connected
     /// through it fail with an I/O error saying so ([`ConnectorBuilder::failover_period`]).
