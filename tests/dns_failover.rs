@@ -356,3 +356,34 @@ async fn a_custom_san_is_accepted_for_its_name_and_other_names_are_refused() {
         "{chain}"
     );
 }
+
+#[tokio::test]
+async fn failover_checks_run_while_the_connector_lives_and_stop_on_close_or_drop() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    for ending in ["close", "drop"] {
+        let name = format!("{}.db.example.test", unique(ending));
+        set_txt(&env, &name, &inst);
+        let connector = failover_connector(&env);
+        let stream = connector.connect(&name).await.unwrap();
+        let txt = || env.emulator.dns_queries_of_type(&name, "TXT");
+        let first = txt();
+        tokio::time::sleep(PERIOD * 3).await;
+        let checked = txt() - first;
+        assert!(checked >= 1, "{ending}: no failover check ran in three periods");
+        match ending {
+            "close" => connector.close().await,
+            _ => drop(connector),
+        }
+        // A check in flight may still land; none start afterwards.
+        tokio::time::sleep(PERIOD / 2).await;
+        let stopped_at = txt();
+        tokio::time::sleep(PERIOD * 3).await;
+        eprintln!(
+            "{ending}: {checked} check(s) in three periods, then {}",
+            txt() - stopped_at
+        );
+        assert_eq!(txt(), stopped_at, "{ending}: checks went on");
+        drop(stream);
+    }
+}
