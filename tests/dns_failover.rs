@@ -238,13 +238,23 @@ async fn a_write_endpoint_follows_its_cname_to_the_new_primary() {
         error.contains(&format!("now points to instance `{}`", replica.connection_name())),
         "{error}"
     );
-    let (_client, _connection) = open(&connector, &endpoint).await;
+    let (_client, connection) = open(&connector, &endpoint).await;
     assert_eq!(replica.counters().connections(), 1);
     // Instance names never move: each was resolved through the Admin API once, however many
     // failover checks ran.
     tokio::time::sleep(PERIOD * 2).await;
     assert_eq!(primary.counters().calls("resolveConnectSettings"), 1);
     assert_eq!(replica.counters().calls("resolveConnectSettings"), 1);
+
+    // The CNAME now names no instance: resolveConnectSettings answers 404, which is final.
+    env.emulator
+        .set_cname_record(&endpoint, "aaaa.bbbb.us-central1.sql-psc.goog");
+    let switched = Instant::now();
+    let (took, error) = closed_within(connection, CLOSE_BOUND, switched).await;
+    eprintln!("write endpoint connection closed {took:?} after its target became unknown: {error}");
+    assert!(error.contains("no longer resolves to it"), "{error}");
+    let err = connector.connect(&endpoint).await.unwrap_err();
+    assert!(matches!(err, Error::AdminApi { status: 404, .. }), "{err:?}");
 }
 
 #[tokio::test]
