@@ -22,3 +22,8 @@ for example in quickstart mysql_async_pool sqlx_postgres sqlx_mysql; do
   echo "--- cargo run --example $example"
   cargo run --quiet --example "$example"
 done
+
+# DNS failover: a TXT record switched at run time closes the open connection and the next
+# connect lands on the other instance.
+echo "--- cargo run --example dns_failover"
+cargo run --quiet --example dns_failover

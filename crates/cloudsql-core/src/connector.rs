@@ -113,10 +113,14 @@ impl Connector {
     ///
     /// `instance` is a connection name (`project:region:instance`) or a DNS name standing for
     /// one: a name with a TXT record holding the connection name, or one of Cloud SQL's own
-    /// `<label>.<label>.<region>.sql.goog` names (resolved with the Admin API's
-    /// `resolveConnectSettings` when it has no TXT record). Resolved names are reused for 30 s
-    /// ([`ConnectorBuilder::dns_cache_ttl`]), then refreshed in the background; while a refresh
-    /// fails, the last good answer is used.
+    /// `<label>.<label>.<region>.sql.goog` names (also `sql-psa.goog`, `sql-psc.goog`; resolved
+    /// with the Admin API's `resolveConnectSettings`), or a Global Write Endpoint
+    /// (`….global.sql-psc.goog`, followed through its CNAME to the current primary). Resolved
+    /// names are reused for 30 s ([`ConnectorBuilder::dns_cache_ttl`]), then refreshed in the
+    /// background; while a refresh fails, the last good answer is used. A custom DNS name is dialled by its own A/AAAA
+    /// record when it has one. Names that can move (all but Cloud SQL's own instance names) are
+    /// watched: when one points at another instance, or stops resolving, streams connected
+    /// through it fail with an I/O error saying so ([`ConnectorBuilder::failover_period`]).
     pub async fn connect(&self, instance: &str) -> Result<CloudSqlStream, Error> {
         self.connect_with(instance, &DialOptions::default()).await
     }
@@ -138,7 +142,8 @@ impl Connector {
         let cache = std::sync::OnceLock::new();
         let connect = async {
             let name = self.instance_name(instance).await?;
-            self.connect_inner(&name, options, &stage, &cache)
+            let via = dns_name::looks_like_dns_name(instance).then_some(instance);
+            self.connect_inner(&name, via, options, &stage, &cache)
                 .await
                 .map_err(|e| dns_name::named(e, instance))
         };
@@ -192,9 +197,11 @@ impl Connector {
         }
     }
 
+    /// Connects to `name`, resolved from the DNS name `via` when there is one.
     async fn connect_inner(
         &self,
         name: &InstanceConnectionName,
+        via: Option<&str>,
         options: &DialOptions,
         stage: &StageCell,
         cache_slot: &std::sync::OnceLock<Arc<Cache>>,
@@ -212,9 +219,15 @@ impl Connector {
             });
         }
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
-        let host = info.address(ip_type)?;
+        let metadata_host = info.address(ip_type)?;
+        let target = match via {
+            Some(dns) => self.inner.names.dial_target(dns, name, metadata_host).await,
+            None => dns_name::DialTarget::default(),
+        };
+        let host = target.host.as_deref().unwrap_or(metadata_host);
         let hook = cache.rejection_hook(&info, format!("{host}:{}", crate::SERVER_PROXY_PORT));
-        let mut stream = dial::dial(&info, host, self.inner.dial_fn.as_ref(), Some(hook), stage)
+        let dial_fn = self.inner.dial_fn.as_ref();
+        let mut stream = dial::dial(&info, host, target.server_name, dial_fn, Some(hook), stage)
             .await
             .inspect_err(|e| {
                 debug!(instance = %name, ip_type = ?ip_type, error = e as &dyn std::error::Error, "dial failed; refreshing in the background");
@@ -229,6 +242,11 @@ impl Connector {
                     detail,
                 })?;
             debug!(instance = %name, ?protocol, "metadata exchange done");
+        }
+        if let Some(dns) = via
+            && let Some(watch) = self.inner.names.failover_watch(dns, name, &self.inner.client)
+        {
+            stream.set_failover(watch);
         }
         Ok(stream)
     }

@@ -6,6 +6,7 @@ use std::io;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
@@ -45,10 +46,13 @@ impl fmt::Debug for DialFn {
 
 /// Opens the transport and runs the TLS handshake, keeping `stage` up to date for a timeout's
 /// message. A server that refuses the client certificate during the handshake fires `rejection`
-/// (the returned stream fires it if the refusal comes later, on a read).
+/// (the returned stream fires it if the refusal comes later, on a read). `server_name`, when
+/// given (a custom DNS name), is the name the server certificate must carry in place of the
+/// instance's own DNS names.
 pub(crate) async fn dial(
     info: &ConnInfo,
     host: &str,
+    server_name: Option<ServerName<'static>>,
     dial_fn: Option<&DialFn>,
     rejection: Option<RejectionHook>,
     stage: &crate::connector::StageCell,
@@ -78,7 +82,7 @@ pub(crate) async fn dial(
     debug!(%instance, %address, "TCP connected; starting TLS 1.3 handshake");
     stage.set(ConnectStage::Handshake);
     let tls = TlsConnector::from(info.tls.clone())
-        .connect(info.server_name.clone(), transport)
+        .connect(server_name.unwrap_or_else(|| info.server_name.clone()), transport)
         .await
         .map_err(|e| {
             if is_certificate_rejection(&e)

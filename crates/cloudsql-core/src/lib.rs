@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod error_chain;
 mod excerpt;
+mod failover;
 mod instance_name;
 mod keys;
 mod local_socket;
@@ -31,7 +32,7 @@ pub use credentials::{
     ADMIN_SCOPE, AccessToken, Credentials, CredentialsError, ImpersonationBuilder, LOGIN_SCOPE, TokenFuture,
     TokenSource,
 };
-pub use dns_name::DEFAULT_DNS_CACHE_TTL;
+pub use dns_name::{DEFAULT_DNS_CACHE_TTL, DEFAULT_FAILOVER_PERIOD};
 pub use engine::Engine;
 pub use error::{ConnectStage, Error, ErrorKind};
 pub use error_chain::ErrorChain;

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::failover::FailoverWatch;
 use crate::refresh::RejectionHook;
 use crate::tls::{is_certificate_rejection, rejection_source};
 
@@ -80,6 +81,8 @@ pub struct CloudSqlStream {
     inner: TlsStream<Transport>,
     instance: String,
     rejection: Option<RejectionHook>,
+    /// Set when connected through a DNS name that may move to another instance.
+    failover: Option<FailoverWatch>,
 }
 
 impl CloudSqlStream {
@@ -92,7 +95,18 @@ impl CloudSqlStream {
             inner,
             instance,
             rejection,
+            failover: None,
         }
+    }
+
+    /// Fails reads and writes once `watch` fires (the DNS name moved).
+    pub(crate) fn set_failover(&mut self, watch: FailoverWatch) {
+        self.failover = Some(watch);
+    }
+
+    /// The error for a stream whose DNS name moved (and a wake-up registered if it has not).
+    fn moved(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.failover.as_mut().and_then(|w| w.poll_moved(cx))
     }
 
     /// Reports a refused client certificate to the connector, once.
@@ -123,6 +137,9 @@ impl fmt::Debug for CloudSqlStream {
 impl AsyncRead for CloudSqlStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(moved) = this.moved(cx) {
+            return Poll::Ready(Err(moved));
+        }
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         this.check(result)
     }
@@ -131,6 +148,9 @@ impl AsyncRead for CloudSqlStream {
 impl AsyncWrite for CloudSqlStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(moved) = this.moved(cx) {
+            return Poll::Ready(Err(moved));
+        }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.check(result)
     }
@@ -151,6 +171,9 @@ impl AsyncWrite for CloudSqlStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(moved) = this.moved(cx) {
+            return Poll::Ready(Err(moved));
+        }
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.check(result)
     }

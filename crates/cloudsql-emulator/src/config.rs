@@ -1,7 +1,7 @@
 //! What an emulated instance looks like: engine, region, addresses, CA mode, DNS names,
 //! certificate lifetime, backend database and IAM users. Also the binary's config file.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,6 +110,10 @@ pub struct InstanceConfig {
     /// config file. Cloud SQL's server side does not wait forever for a silent client either.
     #[serde(default = "thirty_seconds", deserialize_with = "secs::deserialize")]
     pub login_timeout: Duration,
+    /// Extra SAN DNS names of the server certificate (CAS modes only; legacy certificates have
+    /// no SAN): a customer-managed CAS instance's custom names, such as `db.example.com`.
+    #[serde(default)]
+    pub custom_sans: Vec<String>,
 }
 
 fn thirty_seconds() -> Duration {
@@ -169,6 +173,7 @@ impl InstanceConfig {
             tds_responder: false,
             sql_logins: Vec::new(),
             login_timeout: thirty_seconds(),
+            custom_sans: Vec::new(),
         }
     }
 
@@ -240,6 +245,14 @@ impl InstanceConfig {
     #[must_use]
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.login_timeout = timeout;
+        self
+    }
+
+    /// Adds `name` to the server certificate's SAN DNS names, as a customer-managed CAS
+    /// instance's custom SAN (CAS modes only: legacy certificates carry no SAN).
+    #[must_use]
+    pub fn custom_san(mut self, name: &str) -> Self {
+        self.custom_sans.push(name.trim_end_matches('.').to_owned());
         self
     }
 
@@ -345,11 +358,11 @@ pub struct MetadataConfig {
     pub project_id: Option<String>,
 }
 
-/// A DNS record set for one name: TXT values or a CNAME. In the config file (`[[dns_records]]`)
-/// and the body of `POST /emulator/v1/dns/records`.
+/// A DNS record set for one name: TXT values and/or addresses (A, AAAA), or a CNAME. In the
+/// config file (`[[dns_records]]`) and the body of `POST /emulator/v1/dns/records`.
 ///
 /// ```json
-/// {"name": "pg.example.com", "txt": ["my-project:us-central1:pg"]}
+/// {"name": "pg.example.com", "txt": ["my-project:us-central1:pg"], "addresses": ["127.0.0.7"]}
 /// {"name": "alias.example.com", "cname": "pg.example.com"}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -361,6 +374,10 @@ pub struct DnsRecord {
     /// TXT values, each one record (for an instance: its `project:region:instance`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txt: Vec<String>,
+    /// IP addresses: an A record for each IPv4 one, an AAAA record for each IPv6 one (with TXT
+    /// values or alone: a custom instance name dialled by its own address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<IpAddr>,
     /// The canonical name this name is an alias of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cname: Option<String>,
@@ -372,6 +389,7 @@ impl DnsRecord {
         Self {
             name: name.to_owned(),
             txt: values.iter().map(|v| (*v).to_owned()).collect(),
+            addresses: Vec::new(),
             cname: None,
         }
     }
@@ -381,21 +399,49 @@ impl DnsRecord {
         Self {
             name: name.to_owned(),
             txt: Vec::new(),
+            addresses: Vec::new(),
             cname: Some(target.to_owned()),
         }
     }
 
-    /// Checks that the record names something and holds either TXT values or a CNAME.
+    /// These records plus A (IPv4) and AAAA (IPv6) records for `addresses`.
+    pub fn with_addresses(mut self, addresses: &[IpAddr]) -> Self {
+        self.addresses.extend_from_slice(addresses);
+        self
+    }
+
+    /// A and AAAA records for `name`.
+    pub fn addresses(name: &str, addresses: &[IpAddr]) -> Self {
+        Self {
+            name: name.to_owned(),
+            txt: Vec::new(),
+            addresses: addresses.to_vec(),
+            cname: None,
+        }
+    }
+
+    /// Checks that the record names something and holds either TXT values and/or addresses, or
+    /// a CNAME alone.
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.name.trim_end_matches('.').trim().is_empty() {
             return Err("a DNS record needs a non-empty `name`".into());
+        }
+        if !self.addresses.is_empty() {
+            return match &self.cname {
+                Some(_) => Err(format!(
+                    "DNS record `{}` has both `addresses` and `cname`; a CNAME stands alone",
+                    self.name
+                )),
+                None => Ok(()),
+            };
         }
         match (self.txt.is_empty(), &self.cname) {
             (false, None) => Ok(()),
             (true, Some(c)) if !c.trim_end_matches('.').trim().is_empty() => Ok(()),
             (true, Some(_)) => Err(format!("DNS record `{}` has an empty `cname`", self.name)),
             (true, None) => Err(format!(
-                "DNS record `{}` needs `txt` (a list of strings) or `cname` (a name)",
+                "DNS record `{}` needs `txt` (a list of strings), `addresses` (a list of IP \
+                 addresses) or `cname` (a name)",
                 self.name
             )),
             (false, Some(_)) => Err(format!(
@@ -413,6 +459,9 @@ impl DnsRecord {
             None => {
                 for value in &self.txt {
                     zone.add_txt(&self.name, value);
+                }
+                for address in &self.addresses {
+                    zone.add_address(&self.name, *address);
                 }
             }
         }

@@ -138,6 +138,7 @@ fn describe(inst: &Instance) -> Value {
         "dnsName": inst.dns_name(),
         "pscDnsName": inst.psc_dns_name(),
         "dnsNames": inst.dns_names(),
+        "customSans": inst.config.custom_sans,
         "stopped": inst.is_stopped(),
     })
 }

@@ -1,17 +1,18 @@
 //! A tiny authoritative DNS server on loopback UDP, for testing instance DNS names: TXT records
-//! holding connection names, and CNAMEs (answered alone, so the client follows them). It counts
+//! holding connection names, A and AAAA records (custom names dialled by their own address),
+//! and CNAMEs (answered alone, so the client follows them). Records change at run time. It counts
 //! the queries it receives per name, and can be made to stop answering (an outage: queries are
 //! dropped, so clients time out). Messages are parsed and built with `hickory-proto`: an unknown
 //! name gets NXDOMAIN, a query without exactly one question FORMERR, an answer that cannot be
 //! encoded SERVFAIL; garbage and responses get nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{CNAME, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
 use hickory_proto::rr::{Name, RData, Record as Rr, RecordType};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ const TTL: u32 = 5;
 #[derive(Debug, Clone)]
 enum Record {
     Txt(String),
+    Address(IpAddr),
     Cname(String),
 }
 
@@ -33,6 +35,8 @@ pub(crate) struct Zone {
     records: Mutex<HashMap<String, Vec<Record>>>,
     /// Queries received per name (lower case, no trailing dot), answered or dropped.
     queries: Mutex<HashMap<String, u64>>,
+    /// The same, per name and record type (`TXT`, `A`, `AAAA`, `CNAME`, …).
+    typed_queries: Mutex<HashMap<(String, String), u64>>,
     /// While set, queries are counted and dropped unanswered.
     down: AtomicBool,
 }
@@ -49,6 +53,14 @@ impl Zone {
             .push(Record::Txt(value.to_owned()));
     }
 
+    /// Adds an A (IPv4) or AAAA (IPv6) record.
+    pub(crate) fn add_address(&self, name: &str, address: IpAddr) {
+        lock(&self.records)
+            .entry(key(name))
+            .or_default()
+            .push(Record::Address(address));
+    }
+
     pub(crate) fn set_cname(&self, name: &str, target: &str) {
         lock(&self.records).insert(key(name), vec![Record::Cname(key(target))]);
     }
@@ -57,8 +69,8 @@ impl Zone {
         lock(&self.records).remove(&key(name));
     }
 
-    /// Every record, as the control API shows them: `{"name", "txt": [...]}` or
-    /// `{"name", "cname"}`, sorted by name.
+    /// Every record, as the control API shows them: `{"name", "txt": [...], "addresses": [...]}`
+    /// (each list only when not empty) or `{"name", "cname"}`, sorted by name.
     pub(crate) fn records(&self) -> Vec<serde_json::Value> {
         let mut all: Vec<serde_json::Value> = lock(&self.records)
             .iter()
@@ -67,15 +79,24 @@ impl Zone {
                     .iter()
                     .filter_map(|r| match r {
                         Record::Txt(t) => Some(t.as_str()),
-                        Record::Cname(_) => None,
+                        _ => None,
+                    })
+                    .collect();
+                let addresses: Vec<String> = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Address(a) => Some(a.to_string()),
+                        _ => None,
                     })
                     .collect();
                 match records.iter().find_map(|r| match r {
                     Record::Cname(c) => Some(c),
-                    Record::Txt(_) => None,
+                    _ => None,
                 }) {
                     Some(cname) => serde_json::json!({"name": name, "cname": cname}),
-                    None => serde_json::json!({"name": name, "txt": txt}),
+                    None if addresses.is_empty() => serde_json::json!({"name": name, "txt": txt}),
+                    None if txt.is_empty() => serde_json::json!({"name": name, "addresses": addresses}),
+                    None => serde_json::json!({"name": name, "txt": txt, "addresses": addresses}),
                 }
             })
             .collect();
@@ -91,6 +112,14 @@ impl Zone {
         lock(&self.queries).get(&key(name)).copied().unwrap_or(0)
     }
 
+    /// Queries of one record type (such as `TXT` or `A`, any case) received for `name`.
+    pub(crate) fn queries_of_type(&self, name: &str, record_type: &str) -> u64 {
+        lock(&self.typed_queries)
+            .get(&(key(name), record_type.to_ascii_uppercase()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The answer to one query, or `None` to stay silent on garbage, on responses, or while down.
     fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
         let request = Message::from_vec(query).ok()?;
@@ -102,6 +131,9 @@ impl Zone {
         };
         let name = key(&question.name().to_ascii());
         *lock(&self.queries).entry(name.clone()).or_default() += 1;
+        *lock(&self.typed_queries)
+            .entry((name.clone(), question.query_type().to_string()))
+            .or_default() += 1;
         if self.down.load(Ordering::Relaxed) {
             return None;
         }
@@ -123,6 +155,13 @@ impl Zone {
                             RData::TXT(txt(text))
                         }
                         Record::Txt(_) => continue,
+                        Record::Address(IpAddr::V4(v4)) if question.query_type() == RecordType::A => {
+                            RData::A(A(*v4))
+                        }
+                        Record::Address(IpAddr::V6(v6)) if question.query_type() == RecordType::AAAA => {
+                            RData::AAAA(AAAA(*v6))
+                        }
+                        Record::Address(_) => continue,
                     };
                     response.add_answer(Rr::from_rdata(question.name().clone(), TTL, rdata));
                 }
@@ -266,6 +305,38 @@ mod tests {
     }
 
     #[test]
+    fn addresses_answer_a_and_aaaa_queries_and_sit_beside_txt() {
+        let zone = Zone::default();
+        zone.add_txt("db.example.test", "p:r:i");
+        zone.add_address("db.example.test", "127.0.0.7".parse().unwrap());
+        zone.add_address("db.example.test", "::1".parse().unwrap());
+        let a = parse(&zone.answer(&query("db.example.test.", RecordType::A)).unwrap());
+        assert_eq!(
+            a.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+            vec![RData::A(A("127.0.0.7".parse().unwrap()))]
+        );
+        let aaaa = parse(&zone.answer(&query("db.example.test.", RecordType::AAAA)).unwrap());
+        assert_eq!(
+            aaaa.answers.iter().map(|r| r.data.clone()).collect::<Vec<_>>(),
+            vec![RData::AAAA(AAAA("::1".parse().unwrap()))]
+        );
+        let txt = parse(&zone.answer(&query("db.example.test.", RecordType::TXT)).unwrap());
+        assert_eq!(txt.answers.len(), 1);
+        assert_eq!(
+            zone.records(),
+            vec![
+                serde_json::json!({"name": "db.example.test", "txt": ["p:r:i"], "addresses": ["127.0.0.7", "::1"]})
+            ]
+        );
+        zone.remove("db.example.test");
+        zone.add_address("db.example.test", "127.0.0.8".parse().unwrap());
+        assert_eq!(
+            zone.records(),
+            vec![serde_json::json!({"name": "db.example.test", "addresses": ["127.0.0.8"]})]
+        );
+    }
+
+    #[test]
     fn garbage_and_responses_get_no_answer_and_two_questions_get_formerr() {
         let zone = Zone::default();
         assert!(zone.answer(b"\x12\x34").is_none());
@@ -293,5 +364,7 @@ mod tests {
         zone.set_down(false);
         assert!(zone.answer(&query("db.example.test.", RecordType::TXT)).is_some());
         assert_eq!(zone.queries("DB.example.test"), 2);
+        assert_eq!(zone.queries_of_type("db.example.test", "txt"), 2);
+        assert_eq!(zone.queries_of_type("db.example.test", "A"), 0);
     }
 }

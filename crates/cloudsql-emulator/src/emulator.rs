@@ -248,13 +248,20 @@ impl Emulator {
         self.state.zone.add_txt(name, value);
     }
 
+    /// Adds an A (IPv4) or AAAA (IPv6) record for `name`, beside its TXT records: a custom
+    /// instance name that clients dial by its own address.
+    pub fn add_address_record(&self, name: &str, address: std::net::IpAddr) {
+        self.state.zone.add_address(name, address);
+    }
+
     /// Makes `name` a CNAME for `target`, replacing its other records.
     pub fn set_cname_record(&self, name: &str, target: &str) {
         self.state.zone.set_cname(name, target);
     }
 
     /// Replaces the records of a name with `record`'s TXT values or CNAME. Also
-    /// `POST /emulator/v1/dns/records`.
+    /// `POST /emulator/v1/dns/records`. With `addresses`, the name answers A and AAAA
+    /// queries too (a custom name dialled by its own address).
     pub fn set_dns_record(&self, record: &DnsRecord) -> Result<(), Error> {
         record.validate().map_err(Error::InvalidDnsRecord)?;
         record.apply(&self.state.zone);
@@ -277,6 +284,12 @@ impl Emulator {
     /// dropped. Also `GET /emulator/v1/dns/queries/{name}`.
     pub fn dns_queries(&self, name: &str) -> u64 {
         self.state.zone.queries(name)
+    }
+
+    /// DNS queries of one record type (`TXT`, `A`, `AAAA`, `CNAME`, any case) received for
+    /// `name`, answered or dropped.
+    pub fn dns_queries_of_type(&self, name: &str, record_type: &str) -> u64 {
+        self.state.zone.queries_of_type(name, record_type)
     }
 
     /// Sets the life of tokens the token endpoint issues from now on (one hour by default).

@@ -141,6 +141,12 @@ impl Hierarchy {
     }
 }
 
+/// The SAN DNS names of a server certificate: the instance's names, then its custom SANs.
+fn san_names(mut dns_names: Vec<String>, config: &InstanceConfig) -> Vec<String> {
+    dns_names.extend(config.custom_sans.iter().cloned());
+    dns_names
+}
+
 /// The CAS hierarchies instances share: like Cloud SQL, every `GOOGLE_MANAGED_CAS_CA` instance
 /// of a project and region chains to one regional root, and every `CUSTOMER_MANAGED_CAS_CA`
 /// instance of a project and region to the customer's pool (one per project and region here).
@@ -299,7 +305,7 @@ impl Instance {
             &hierarchy,
             &client.roots,
             &format!("{project}:{name}"),
-            &dns_names,
+            &san_names(dns_names, &config),
             config.ca_mode,
             None,
         )
@@ -330,13 +336,18 @@ impl Instance {
         Ok(instance)
     }
 
-    /// Every DNS name the server certificate carries.
+    /// Cloud SQL's DNS names of the instance (what connectSettings lists).
     pub(crate) fn dns_names(&self) -> Vec<String> {
         self.dns_name
             .iter()
             .chain(self.psc_dns_name.iter())
             .cloned()
             .collect()
+    }
+
+    /// Every DNS name the server certificate carries: the instance's, then its custom SANs.
+    fn san_names(&self) -> Vec<String> {
+        san_names(self.dns_names(), &self.config)
     }
 
     /// Rebuilds the server certificates from the current hierarchy and client CA; `previous`
@@ -347,7 +358,7 @@ impl Instance {
             &lock(&self.hierarchy),
             &roots,
             &format!("{}:{}", self.project, self.name),
-            &self.dns_names(),
+            &self.san_names(),
             self.config.ca_mode,
             previous,
         )?;
@@ -396,7 +407,7 @@ impl Instance {
             let roots = lock(&self.client).roots.clone();
             let common_name = format!("{}:{}", self.project, self.name);
             let built = lock(&self.hierarchy)
-                .faulty_leaf(fault, &common_name, &self.dns_names())
+                .faulty_leaf(fault, &common_name, &self.san_names())
                 .and_then(|leaf| server_config(&roots, leaf));
             match built {
                 Ok(config) => return config,

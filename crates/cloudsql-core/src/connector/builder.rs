@@ -12,7 +12,7 @@ use super::{Connector, Inner};
 use crate::admin_api::AdminClient;
 use crate::credentials::Credentials;
 use crate::dial::DialFn;
-use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, NameResolver};
+use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, DEFAULT_FAILOVER_PERIOD, NameResolver};
 use crate::keys;
 use crate::stream::AsyncStream;
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
@@ -55,6 +55,7 @@ pub struct ConnectorBuilder {
     dial_fn: Option<DialFn>,
     dns_nameserver: Option<SocketAddr>,
     dns_cache_ttl: Option<Duration>,
+    failover_period: Option<Duration>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -72,6 +73,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("dial_fn", &self.dial_fn)
             .field("dns_nameserver", &self.dns_nameserver)
             .field("dns_cache_ttl", &self.dns_cache_ttl)
+            .field("failover_period", &self.failover_period)
             .finish()
     }
 }
@@ -171,6 +173,29 @@ impl ConnectorBuilder {
         self
     }
 
+    /// How often an instance DNS name that can move is looked up again to catch a failover;
+    /// zero turns failover off. Default: [`DEFAULT_FAILOVER_PERIOD`] (30 s).
+    ///
+    /// Custom names (a TXT record holding the connection name) and Global Write Endpoints
+    /// (`….global.sql-psc.goog`) are watched once connected through; Cloud SQL's own instance
+    /// names never move and are not. When a lookup finds the name pointing at another
+    /// instance, or the name stops resolving for good (NXDOMAIN, no usable TXT record, CNAME
+    /// loop, 403/404 from the Admin API), every stream connected through the name to the old
+    /// instance fails its reads and writes with an I/O error saying so (local sockets drop
+    /// their clients), and new connects go to the new instance. A lookup that fails for a
+    /// while (timeout, SERVFAIL) closes nothing: it is logged and retried. With failover off,
+    /// a moved name only redirects new connects, after the cache TTL.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = cloudsql_core::Connector::builder().failover_period(Duration::from_secs(10));
+    /// # let _ = builder;
+    /// ```
+    pub fn failover_period(mut self, period: Duration) -> Self {
+        self.failover_period = Some(period);
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -239,7 +264,11 @@ impl ConnectorBuilder {
                 dial_fn: self.dial_fn,
                 caches: Mutex::new(Default::default()),
                 sockets: Default::default(),
-                names: NameResolver::new(self.dns_nameserver, dns_cache_ttl),
+                names: NameResolver::new(
+                    self.dns_nameserver,
+                    dns_cache_ttl,
+                    self.failover_period.unwrap_or(DEFAULT_FAILOVER_PERIOD),
+                ),
                 user_agent,
                 closed: AtomicBool::new(false),
             }),

@@ -1,9 +1,18 @@
-//! One lookup of a DNS name: its TXT record (several: sorted, first that parses; CNAMEs followed
-//! by the resolver, loops named), or, for Cloud SQL's own names
-//! `<label>.<label>.<region>.sql.goog` (also `sql-psa.goog`, `sql-psc.goog`) without a usable
-//! TXT record, the Admin API's `resolveConnectSettings`.
+//! One lookup of a DNS name, by its kind ([`NameKind`]):
+//! - Cloud SQL's own instance names `<label>.<label>.<region>.sql.goog` (also `sql-psa.goog`,
+//!   `sql-psc.goog`): the Admin API's `resolveConnectSettings` (remembered: they never move);
+//! - Global Write Endpoints (`….global.sql-psc.goog` and friends): their CNAME chain is followed
+//!   to the current regional instance name, which is resolved as above;
+//! - any other name: its TXT record (several: sorted, first that parses; CNAMEs followed by the
+//!   resolver, loops named).
+//!
+//! A failure says whether it is permanent (the name does not exist, has no usable record, loops,
+//! or the Admin API answered 403/404) or may pass (timeouts, SERVFAIL, 5xx): failover closes
+//! connections on the first kind only.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
@@ -47,6 +56,82 @@ pub(crate) fn cloud_sql_region(name: &str) -> Option<&str> {
     }
 }
 
+/// What a DNS name standing for an instance is, which decides how it resolves and whether it
+/// can move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameKind {
+    /// `<label>.<label>.<region>.sql.goog` (or `sql-psa`, `sql-psc`): Cloud SQL's own name of
+    /// one instance. It never points elsewhere, so it is not watched for failover.
+    Instance,
+    /// `….global.sql.goog` (or `sql-psa`, `sql-psc`): a Global Write Endpoint, a CNAME to the
+    /// current primary's instance name. `global` is not an Admin API region.
+    WriteEndpoint,
+    /// Any other name: a TXT record holds the connection name. Dialled by its own A/AAAA
+    /// record when it has one.
+    Custom,
+}
+
+impl NameKind {
+    /// The kind of `name` (any case, trailing dot or not).
+    pub(crate) fn of(name: &str) -> Self {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let labels: Vec<&str> = name.split('.').collect();
+        match labels.as_slice() {
+            [.., "global", "sql" | "sql-psa" | "sql-psc", "goog"] => NameKind::WriteEndpoint,
+            _ if cloud_sql_region(&name).is_some() => NameKind::Instance,
+            _ => NameKind::Custom,
+        }
+    }
+
+    /// Whether the instance behind the name can change.
+    pub(crate) fn can_move(self) -> bool {
+        self != NameKind::Instance
+    }
+}
+
+/// A failed lookup: the error for callers, and whether it is permanent.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// The name does not resolve and waiting will not help: NXDOMAIN, no usable TXT record,
+    /// a CNAME loop, a 403/404 from `resolveConnectSettings`.
+    pub(crate) permanent: bool,
+}
+
+impl Failed {
+    fn permanent(error: Error) -> Self {
+        Self {
+            error,
+            permanent: true,
+        }
+    }
+
+    fn transient(error: Error) -> Self {
+        Self {
+            error,
+            permanent: false,
+        }
+    }
+
+    /// An Admin API error: permanent when the API says the name is unknown or not allowed.
+    fn admin(error: Error) -> Self {
+        let permanent = matches!(
+            &error,
+            Error::AdminApi {
+                status: 403 | 404,
+                ..
+            }
+        );
+        Self { error, permanent }
+    }
+}
+
+/// Why a TXT lookup found no connection name: a message for the user, and whether it is final.
+struct NoTxt {
+    detail: String,
+    permanent: bool,
+}
+
 /// The first TXT value, in sorted order, that parses as a connection name.
 pub(crate) fn pick_connection_name(mut values: Vec<String>) -> Option<InstanceConnectionName> {
     values.sort();
@@ -76,10 +161,21 @@ fn classify(names: &[String]) -> Option<Chain> {
     }
 }
 
+impl NoTxt {
+    fn permanent(detail: String) -> Self {
+        Self {
+            detail,
+            permanent: true,
+        }
+    }
+}
+
 /// The DNS resolver, built on first use, and the lookups made with it.
 pub(crate) struct Lookup {
     nameserver: Option<SocketAddr>,
     resolver: OnceCell<TokioResolver>,
+    /// Cloud SQL instance names resolved so far (they never move), by lower-case name.
+    instances: Mutex<HashMap<String, InstanceConnectionName>>,
 }
 
 impl Lookup {
@@ -87,6 +183,7 @@ impl Lookup {
         Self {
             nameserver,
             resolver: OnceCell::new(),
+            instances: Mutex::new(HashMap::new()),
         }
     }
 
@@ -118,6 +215,10 @@ impl Lookup {
                         let options = builder.options_mut();
                         options.timeout = REQUEST_TIMEOUT;
                         options.attempts = 1;
+                        // No cache of the resolver's own: answers are cached above it (the DNS
+                        // cache TTL), and a failover check must see the record as it is now,
+                        // not as it was up to a record TTL ago.
+                        options.cache_size = 0;
                         builder.build()
                     })
                     .map_err(|e| Error::DnsResolution {
@@ -129,35 +230,168 @@ impl Lookup {
     }
 
     /// The connection name `name` (lower case, no trailing dot) stands for.
-    pub(crate) async fn run(&self, name: &str, admin: &AdminClient) -> Result<InstanceConnectionName, Error> {
-        let failed = |detail: String| Error::DnsResolution {
-            name: name.to_owned(),
-            detail,
+    pub(crate) async fn run(
+        &self,
+        name: &str,
+        admin: &AdminClient,
+    ) -> Result<InstanceConnectionName, Failed> {
+        match NameKind::of(name) {
+            NameKind::Instance => self.instance(name, admin).await,
+            NameKind::WriteEndpoint => {
+                let followed = tokio::time::timeout(DNS_TIMEOUT, self.follow_to_instance(name))
+                    .await
+                    .unwrap_or_else(|_| Err(self.no_answer(name)))?;
+                match followed {
+                    Some(target) => self.instance(&target, admin).await.map_err(|mut failed| {
+                        if let Error::DnsResolution { detail, .. } = &mut failed.error {
+                            *detail = format!("via its CNAME to {target}: {detail}");
+                        }
+                        failed
+                    }),
+                    None => self.txt_name(name).await,
+                }
+            }
+            NameKind::Custom => self.txt_name(name).await,
+        }
+    }
+
+    /// A Cloud SQL instance name through `resolveConnectSettings`, remembered once resolved.
+    async fn instance(&self, name: &str, admin: &AdminClient) -> Result<InstanceConnectionName, Failed> {
+        if let Some(known) = self.instances().get(name) {
+            return Ok(known.clone());
+        }
+        let Some(region) = cloud_sql_region(name) else {
+            return Err(Failed::permanent(Error::DnsResolution {
+                name: name.to_owned(),
+                detail: "not a Cloud SQL instance DNS name".into(),
+            }));
         };
+        let resolved: InstanceConnectionName = admin
+            .resolve_connect_settings(region, &format!("{name}."))
+            .await
+            .map_err(Failed::admin)?
+            .parse()
+            .map_err(|_| {
+                Failed::permanent(Error::DnsResolution {
+                    name: name.to_owned(),
+                    detail: "resolveConnectSettings returned an invalid connection name".into(),
+                })
+            })?;
+        self.instances().insert(name.to_owned(), resolved.clone());
+        Ok(resolved)
+    }
+
+    fn instances(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstanceConnectionName>> {
+        self.instances.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection name in the TXT records of `name`.
+    async fn txt_name(&self, name: &str) -> Result<InstanceConnectionName, Failed> {
         let fqdn = format!("{name}.");
         let txt = match tokio::time::timeout(DNS_TIMEOUT, self.txt(name, &fqdn)).await {
-            Ok(result) => result?,
-            Err(_) => Err(format!(
+            Ok(result) => result.map_err(Failed::transient)?,
+            Err(_) => return Err(self.no_answer(name)),
+        };
+        txt.map_err(|NoTxt { detail, permanent }| Failed {
+            error: Error::DnsResolution {
+                name: name.to_owned(),
+                detail,
+            },
+            permanent,
+        })
+    }
+
+    fn no_answer(&self, name: &str) -> Failed {
+        Failed::transient(Error::DnsResolution {
+            name: name.to_owned(),
+            detail: format!(
                 "the DNS server gave no answer within {DNS_TIMEOUT:?}; check that it is reachable{}",
                 self.nameserver_hint()
-            )),
+            ),
+        })
+    }
+
+    /// Follows the CNAMEs of a write endpoint to the first Cloud SQL instance name (not another
+    /// `global` one); `None` when the chain ends before one (the TXT record decides then).
+    async fn follow_to_instance(&self, name: &str) -> Result<Option<String>, Failed> {
+        let resolver = self.resolver(name).await.map_err(Failed::transient)?;
+        let failed = |detail: String, permanent: bool| Failed {
+            error: Error::DnsResolution {
+                name: name.to_owned(),
+                detail,
+            },
+            permanent,
         };
-        let txt_error = match txt {
-            Ok(found) => return Ok(found),
-            Err(detail) => detail,
-        };
-        match cloud_sql_region(name) {
-            Some(region) => admin
-                .resolve_connect_settings(region, &fqdn)
-                .await?
-                .parse()
-                .map_err(|_| failed("resolveConnectSettings returned an invalid connection name".into())),
-            None => Err(failed(txt_error)),
+        let mut names = vec![name.to_owned()];
+        loop {
+            let Some(current) = names.last() else {
+                return Ok(None);
+            };
+            let target = match resolver.lookup(format!("{current}."), RecordType::CNAME).await {
+                Ok(lookup) => lookup.answers().iter().find_map(|record| match &record.data {
+                    RData::CNAME(target) => {
+                        Some(target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                    }
+                    _ => None,
+                }),
+                Err(e) if e.is_nx_domain() => {
+                    return Err(failed(
+                        format!(
+                            "{current} does not exist (NXDOMAIN); a write endpoint is a CNAME to \
+                             the primary instance's DNS name"
+                        ),
+                        true,
+                    ));
+                }
+                Err(e) if e.is_no_records_found() => None,
+                Err(e) => {
+                    return Err(failed(
+                        format!(
+                            "CNAME lookup of {current} failed ({e}); check that the DNS server is reachable{}",
+                            self.nameserver_hint()
+                        ),
+                        false,
+                    ));
+                }
+            };
+            let Some(target) = target else {
+                return Ok(None);
+            };
+            if NameKind::of(&target) == NameKind::Instance {
+                return Ok(Some(target));
+            }
+            names.push(target);
+            match classify(&names) {
+                Some(Chain::Loop(names)) => {
+                    return Err(failed(
+                        format!("CNAME loop: {}", excerpt(&names.join(" → "))),
+                        true,
+                    ));
+                }
+                Some(Chain::TooLong) => {
+                    return Err(failed(
+                        format!("its CNAME chain is longer than {MAX_CNAME_HOPS} names"),
+                        true,
+                    ));
+                }
+                Some(Chain::Ends) | None => {}
+            }
+        }
+    }
+
+    /// The A/AAAA addresses of `name` (the resolver follows CNAMEs), or why there are none.
+    pub(crate) async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        let resolver = self.resolver(name).await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, resolver.lookup_ip(format!("{name}."))).await {
+            Ok(Ok(lookup)) => Ok(lookup.iter().collect()),
+            Ok(Err(e)) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
         }
     }
 
     /// The connection name in `name`'s TXT records, or why there is none (a message for the user).
-    async fn txt(&self, name: &str, fqdn: &str) -> Result<Result<InstanceConnectionName, String>, Error> {
+    async fn txt(&self, name: &str, fqdn: &str) -> Result<Result<InstanceConnectionName, NoTxt>, Error> {
         let resolver = self.resolver(name).await?;
         let how_to =
             "give it a TXT record holding PROJECT:REGION:INSTANCE, or connect with the connection name";
@@ -178,31 +412,38 @@ impl Lookup {
                     .collect();
                 match pick_connection_name(values.clone()) {
                     Some(found) => Ok(found),
-                    None => Err(format!(
+                    None => Err(NoTxt::permanent(format!(
                         "no TXT record of it holds PROJECT:REGION:INSTANCE (found {}); {how_to}",
                         excerpt(&format!("{values:?}"))
-                    )),
+                    ))),
                 }
             }
-            Err(e) if e.is_nx_domain() => Err(format!("the name does not exist (NXDOMAIN); {how_to}")),
+            Err(e) if e.is_nx_domain() => Err(NoTxt::permanent(format!(
+                "the name does not exist (NXDOMAIN); {how_to}"
+            ))),
             // The resolver reports a CNAME loop (or a chain past its depth limit) as "no records"
             // (not NXDOMAIN): walk the chain to tell those apart.
-            Err(e) if e.is_no_records_found() => Err(match self.cname_chain(resolver, name).await {
-                Chain::Loop(names) => format!(
-                    "CNAME loop: {}; fix the CNAME records so the chain ends at a name with a TXT record",
-                    excerpt(&names.join(" → "))
-                ),
-                Chain::TooLong => format!(
-                    "its CNAME chain is longer than {MAX_CNAME_HOPS} names; point it more directly at \
+            Err(e) if e.is_no_records_found() => {
+                Err(NoTxt::permanent(match self.cname_chain(resolver, name).await {
+                    Chain::Loop(names) => format!(
+                        "CNAME loop: {}; fix the CNAME records so the chain ends at a name with a TXT record",
+                        excerpt(&names.join(" → "))
+                    ),
+                    Chain::TooLong => format!(
+                        "its CNAME chain is longer than {MAX_CNAME_HOPS} names; point it more directly at \
                      the name with the TXT record"
+                    ),
+                    Chain::Ends => format!("it has no TXT record; {how_to}"),
+                }))
+            }
+            Err(e) => Err(NoTxt {
+                detail: format!(
+                    "TXT lookup failed ({e}); check that the DNS server is reachable{}, or connect with \
+                     the connection name",
+                    self.nameserver_hint()
                 ),
-                Chain::Ends => format!("it has no TXT record; {how_to}"),
+                permanent: false,
             }),
-            Err(e) => Err(format!(
-                "TXT lookup failed ({e}); check that the DNS server is reachable{}, or connect with the \
-                 connection name",
-                self.nameserver_hint()
-            )),
         })
     }
 
@@ -275,6 +516,58 @@ mod tests {
         );
         assert_eq!(cloud_sql_region("b.us-central1.sql.goog"), None);
         assert_eq!(cloud_sql_region("a.b.us-central1.example.com"), None);
+    }
+
+    #[test]
+    fn names_are_sorted_into_instance_names_write_endpoints_and_custom_names() {
+        for name in [
+            "a1b2.c3d4.us-central1.sql.goog",
+            "A.B.europe-west1.sql-psc.goog.",
+            "a.b.asia-east1.sql-psa.goog",
+        ] {
+            assert_eq!(NameKind::of(name), NameKind::Instance, "{name}");
+            assert!(!NameKind::of(name).can_move());
+        }
+        for name in [
+            "orders.global.sql-psc.goog",
+            "a.b.global.sql-psc.goog.",
+            "x.global.sql.goog",
+            "x.GLOBAL.sql-psa.goog",
+        ] {
+            assert_eq!(NameKind::of(name), NameKind::WriteEndpoint, "{name}");
+            assert!(NameKind::of(name).can_move());
+        }
+        for name in [
+            "db.example.com",
+            "b.us-central1.sql.goog",
+            "a.b.us-central1.sql.example",
+            "global.sql-psc.goog.example.com",
+        ] {
+            assert_eq!(NameKind::of(name), NameKind::Custom, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_unknown_or_forbidden_names_are_permanent_admin_api_failures() {
+        let api = |status| Error::AdminApi {
+            instance: "a.b.r.sql.goog".into(),
+            method: "resolveConnectSettings",
+            status,
+            api_status: None,
+            message: "m".into(),
+        };
+        assert!(Failed::admin(api(404)).permanent);
+        assert!(Failed::admin(api(403)).permanent);
+        assert!(!Failed::admin(api(503)).permanent);
+        assert!(!Failed::admin(api(429)).permanent);
+        assert!(
+            !Failed::admin(Error::AdminApiUnreachable {
+                instance: "a.b.r.sql.goog".into(),
+                method: "resolveConnectSettings",
+                source: std::sync::Arc::new(std::io::Error::other("refused")),
+            })
+            .permanent
+        );
     }
 
     #[test]

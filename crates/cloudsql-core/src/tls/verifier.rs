@@ -95,13 +95,30 @@ impl fmt::Debug for InstanceVerifier {
     }
 }
 
+/// The name rustls is given where the certificate is checked by CN instead.
+const PLACEHOLDER: &str = "cloudsql.invalid";
+
 /// A syntactically valid name for rustls where the certificate is checked by CN instead.
 fn placeholder_name() -> ServerName<'static> {
     ServerName::DnsName(
-        rustls_pki_types::DnsName::try_from("cloudsql.invalid")
+        rustls_pki_types::DnsName::try_from(PLACEHOLDER)
             .expect("a constant, valid DNS name")
             .to_owned(),
     )
+}
+
+/// The custom DNS name a connect was made through, when `server_name` is one: not the
+/// placeholder and none of the instance's own names.
+fn custom_name<'a>(server_name: &'a ServerName<'_>, dns_names: &[String]) -> Option<&'a str> {
+    match server_name {
+        ServerName::DnsName(name) => {
+            let name = name.as_ref();
+            let own = name.eq_ignore_ascii_case(PLACEHOLDER)
+                || dns_names.iter().any(|d| d.eq_ignore_ascii_case(name));
+            (!own).then_some(name)
+        }
+        _ => None,
+    }
 }
 
 /// The subject common name of a certificate, if it has one.
@@ -123,7 +140,7 @@ impl ServerCertVerifier for InstanceVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
@@ -151,16 +168,22 @@ impl ServerCertVerifier for InstanceVerifier {
                 dns_names,
                 common_name: expected_cn,
             } => {
-                let san_ok = dns_names.iter().any(|dns_name| {
-                    ServerName::try_from(dns_name.as_str())
-                        .ok()
-                        .is_some_and(|name| rustls::client::verify_server_name(&parsed, &name).is_ok())
-                });
+                // Connected through a custom DNS name (Go's and Python's semantics): that name,
+                // not the instance's own, must be in the SAN; the CN is the fallback either way.
+                let custom = custom_name(server_name, dns_names);
+                let san_ok = match custom {
+                    Some(_) => rustls::client::verify_server_name(&parsed, server_name).is_ok(),
+                    None => dns_names.iter().any(|dns_name| {
+                        ServerName::try_from(dns_name.as_str())
+                            .ok()
+                            .is_some_and(|name| rustls::client::verify_server_name(&parsed, &name).is_ok())
+                    }),
+                };
                 if !san_ok {
                     let found = common_name(end_entity)?;
                     if &found != expected_cn {
                         return Err(ServerCertError::DnsName {
-                            expected: dns_names.join("`, `"),
+                            expected: custom.map_or_else(|| dns_names.join("`, `"), str::to_owned),
                             found,
                         }
                         .into());
