@@ -38,6 +38,7 @@ mod mdx;
 mod options;
 mod refresh;
 mod stream;
+pub mod telemetry;
 mod tls;
 
 pub use connector::builder::{DEFAULT_UNIVERSE_DOMAIN, USER_AGENT_PREFIX};

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::refresh::RejectionHook;
+use crate::telemetry::ConnectionMeter;
 use crate::tls::{is_certificate_rejection, rejection_source};
 
 /// Any async byte stream a custom dialer may return.
@@ -80,6 +81,7 @@ pub struct CloudSqlStream {
     inner: TlsStream<Transport>,
     instance: String,
     rejection: Option<RejectionHook>,
+    meter: ConnectionMeter,
 }
 
 impl CloudSqlStream {
@@ -92,7 +94,13 @@ impl CloudSqlStream {
             inner,
             instance,
             rejection,
+            meter: ConnectionMeter::inactive(),
         }
+    }
+
+    /// Counts this stream's bytes, and the stream as an open connection, from now on.
+    pub(crate) fn set_meter(&mut self, meter: ConnectionMeter) {
+        self.meter = meter;
     }
 
     /// Reports a refused client certificate to the connector, once.
@@ -123,7 +131,11 @@ impl fmt::Debug for CloudSqlStream {
 impl AsyncRead for CloudSqlStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.meter.received(buf.filled().len().saturating_sub(before));
+        }
         this.check(result)
     }
 }
@@ -132,6 +144,9 @@ impl AsyncWrite for CloudSqlStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            this.meter.sent(n);
+        }
         this.check(result)
     }
 
@@ -152,6 +167,9 @@ impl AsyncWrite for CloudSqlStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            this.meter.sent(n);
+        }
         this.check(result)
     }
 

@@ -15,6 +15,7 @@ use crate::dial::DialFn;
 use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, NameResolver};
 use crate::keys;
 use crate::stream::AsyncStream;
+use crate::telemetry::{MeterChoice, Metrics};
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
 
 /// The universe domain of Google's public cloud.
@@ -55,6 +56,7 @@ pub struct ConnectorBuilder {
     dial_fn: Option<DialFn>,
     dns_nameserver: Option<SocketAddr>,
     dns_cache_ttl: Option<Duration>,
+    meter: MeterChoice,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -72,6 +74,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("dial_fn", &self.dial_fn)
             .field("dns_nameserver", &self.dns_nameserver)
             .field("dns_cache_ttl", &self.dns_cache_ttl)
+            .field("meter", &self.meter)
             .finish()
     }
 }
@@ -171,6 +174,24 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Records the connector's metrics (see [`telemetry`](crate::telemetry)) with a meter of
+    /// this provider instead of OpenTelemetry's global provider (feature `telemetry`).
+    ///
+    /// ```
+    /// use opentelemetry::metrics::noop::NoopMeterProvider;
+    /// let builder = cloudsql_core::Connector::builder().meter_provider(&NoopMeterProvider::new());
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "telemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
+    pub fn meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        self.meter = MeterChoice::from_provider(provider);
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -241,6 +262,7 @@ impl ConnectorBuilder {
                 sockets: Default::default(),
                 names: NameResolver::new(self.dns_nameserver, dns_cache_ttl),
                 user_agent,
+                metrics: Metrics::new(self.meter),
                 closed: AtomicBool::new(false),
             }),
         })
