@@ -22,3 +22,7 @@ for example in quickstart mysql_async_pool sqlx_postgres sqlx_mysql; do
   echo "--- cargo run --example $example"
   cargo run --quiet --example "$example"
 done
+
+# The telemetry example needs its feature.
+echo "--- cargo run --example telemetry --features telemetry"
+cargo run --quiet --example telemetry --features telemetry

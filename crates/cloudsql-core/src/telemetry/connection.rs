@@ -135,3 +135,104 @@ impl fmt::Debug for ConnectionMeter {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use super::*;
+    use crate::telemetry::{BYTES_RECEIVED, BYTES_SENT, MeterChoice, OPEN_CONNECTIONS};
+    use crate::{IpType, RefreshStrategy};
+
+    struct Sdk {
+        provider: SdkMeterProvider,
+        exporter: InMemoryMetricExporter,
+    }
+
+    impl Sdk {
+        fn new() -> Self {
+            let exporter = InMemoryMetricExporter::default();
+            let provider = SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(exporter.clone()).build())
+                .build();
+            Self { provider, exporter }
+        }
+
+        /// A metric's sum over its points (0 if never recorded).
+        fn total(&self, name: &str) -> i64 {
+            self.exporter.reset();
+            self.provider.force_flush().unwrap();
+            let exported = self.exporter.get_finished_metrics().unwrap();
+            let Some(last) = exported.last() else { return 0 };
+            last.scope_metrics()
+                .flat_map(|s| s.metrics())
+                .filter(|m| m.name() == name)
+                .map(|m| match m.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(s)) => s
+                        .data_points()
+                        .map(|p| i64::try_from(p.value()).unwrap())
+                        .sum::<i64>(),
+                    AggregatedMetrics::I64(MetricData::Sum(s)) => {
+                        s.data_points().map(|p| p.value()).sum::<i64>()
+                    }
+                    other => panic!("{other:?}"),
+                })
+                .sum::<i64>()
+        }
+
+        fn opened(&self) -> ConnectionMeter {
+            let metrics = Metrics::new(MeterChoice::from_provider(&self.provider));
+            metrics
+                .connect(IpType::Public, RefreshStrategy::Background)
+                .succeeded("p:r:i")
+        }
+    }
+
+    #[test]
+    fn small_traffic_is_reported_on_drop_and_the_connection_closes() {
+        let sdk = Sdk::new();
+        let mut meter = sdk.opened();
+        assert_eq!(sdk.total(OPEN_CONNECTIONS), 1);
+        meter.sent(100);
+        meter.received(1000);
+        meter.received(24);
+        assert_eq!(sdk.total(BYTES_SENT), 0, "pending until a report is due");
+        drop(meter);
+        assert_eq!(sdk.total(BYTES_SENT), 100);
+        assert_eq!(sdk.total(BYTES_RECEIVED), 1024);
+        assert_eq!(sdk.total(OPEN_CONNECTIONS), 0);
+    }
+
+    #[test]
+    fn bulk_traffic_is_reported_every_64_kib_while_open() {
+        let sdk = Sdk::new();
+        let mut meter = sdk.opened();
+        for _ in 0..15 {
+            meter.received(4096);
+        }
+        assert_eq!(sdk.total(BYTES_RECEIVED), 0, "60 KiB: not yet");
+        meter.received(4096);
+        assert_eq!(sdk.total(BYTES_RECEIVED), 64 * 1024);
+        meter.received(10);
+        meter.sent(5);
+        drop(meter);
+        assert_eq!(sdk.total(BYTES_RECEIVED), 64 * 1024 + 10);
+        assert_eq!(sdk.total(BYTES_SENT), 5);
+    }
+
+    #[test]
+    fn an_inactive_meter_counts_nothing_and_replacing_it_drops_its_bytes() {
+        let sdk = Sdk::new();
+        let mut meter = ConnectionMeter::inactive();
+        for _ in 0..100 {
+            meter.sent(4096);
+        }
+        meter = sdk.opened();
+        meter.received(7);
+        drop(meter);
+        assert_eq!(sdk.total(BYTES_SENT), 0);
+        assert_eq!(sdk.total(BYTES_RECEIVED), 7);
+        assert_eq!(sdk.total(OPEN_CONNECTIONS), 0);
+    }
+}
