@@ -1,7 +1,7 @@
-//! What recording metrics costs: warm connect→first row and bulk read throughput through two
+//! What recording metrics costs: warm connect→first row and bulk read throughput through
 //! connectors of the same build (feature `telemetry` on), one recording into the OpenTelemetry
 //! SDK and one into the no-op meter provider, measured interleaved in one run because these
-//! machines are noisy. The no-op side still counts bytes in its streams' plain fields, as the
+//! machines are noisy; a second no-op connector (A/A) shows how much of a difference is noise. The no-op side still counts bytes in its streams' plain fields, as the
 //! recording side does; the difference is the SDK's aggregation at connect, drop and every
 //! 64 KiB. A build without the feature has no counting at all (its meter types are empty).
 //!
@@ -9,7 +9,7 @@
 //! cargo bench --bench telemetry --features telemetry
 //! ```
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cloudsql::core::telemetry::{BYTES_RECEIVED, DIAL_LATENCY};
 use cloudsql::core::{Connector, Credentials};
@@ -18,10 +18,10 @@ use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 
-const CONNECT_ITERATIONS: usize = 200;
-const BULK_ITERATIONS: usize = 8;
-/// About 100 MB per bulk read.
-const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 100000)";
+const CONNECT_ROUNDS: usize = 300;
+const BULK_ROUNDS: usize = 40;
+/// About 25 MB per bulk read.
+const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 25000)";
 
 fn base() -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
@@ -40,14 +40,29 @@ async fn bulk(client: &tokio_postgres::Client) -> anyhow::Result<usize> {
     Ok(rows.iter().map(|r| r.get::<_, &str>(0).len()).sum())
 }
 
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
 
-fn median_f64(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+/// Each arm's median, its ratio to the first arm's median, and the median of the per-round
+/// ratios (each round measures every arm once, in rotating order, so drift cancels out).
+fn report(what: &str, unit: &str, arms: &[(&str, &Connector)], samples: &[Vec<f64>], rounds: usize) {
+    let base = median(&samples[0]);
+    for (i, (label, _)) in arms.iter().enumerate() {
+        let m = median(&samples[i]);
+        if i == 0 {
+            println!("{what:<28} {label:<10} median {m:>9.2} {unit} (n={rounds})");
+        } else {
+            let paired: Vec<f64> = samples[i].iter().zip(&samples[0]).map(|(a, b)| a / b).collect();
+            println!(
+                "{what:<28} {label:<10} median {m:>9.2} {unit} (n={rounds})  ratio of medians {:.3}, median of paired ratios {:.3}",
+                m / base,
+                median(&paired)
+            );
+        }
+    }
 }
 
 #[tokio::main]
@@ -74,56 +89,50 @@ async fn main() -> anyhow::Result<()> {
     };
     let recording = builder().meter_provider(&provider).build()?;
     let noop = builder().meter_provider(&NoopMeterProvider::new()).build()?;
+    let noop_again = builder().meter_provider(&NoopMeterProvider::new()).build()?;
     for _ in 0..20 {
-        for connector in [&recording, &noop] {
+        for connector in [&recording, &noop, &noop_again] {
             client(connector, &name).await?.query_one("SELECT 1", &[]).await?;
         }
     }
 
     println!("cloudsql-rs telemetry: SDK meter provider vs no-op meter provider (release, tokio-postgres)");
-    let (mut sdk_samples, mut noop_samples) = (Vec::new(), Vec::new());
-    for i in 0..CONNECT_ITERATIONS {
-        for sdk_turn in [i % 2 == 0, i % 2 != 0] {
-            let connector = if sdk_turn { &recording } else { &noop };
+    println!("(a second no-op connector, A/A, shows the noise floor of this run)");
+    let arms = [("no-op", &noop), ("SDK", &recording), ("no-op A/A", &noop_again)];
+    let mut connect_samples: [Vec<f64>; 3] = Default::default();
+    for round in 0..CONNECT_ROUNDS {
+        for k in 0..arms.len() {
+            let arm = (round + k) % arms.len();
             let t = Instant::now();
-            client(connector, &name).await?.query_one("SELECT 1", &[]).await?;
-            let elapsed = t.elapsed();
-            if sdk_turn {
-                sdk_samples.push(elapsed);
-            } else {
-                noop_samples.push(elapsed);
-            }
+            client(arms[arm].1, &name)
+                .await?
+                .query_one("SELECT 1", &[])
+                .await?;
+            connect_samples[arm].push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let (sdk_median, noop_median) = (median(&mut sdk_samples), median(&mut noop_samples));
-    println!("warm connect -> first row, no-op meter  median {noop_median:>10.2?} (n={CONNECT_ITERATIONS})");
-    println!(
-        "warm connect -> first row, SDK meter    median {sdk_median:>10.2?} (n={CONNECT_ITERATIONS})  ratio {:.3}",
-        sdk_median.as_secs_f64() / noop_median.as_secs_f64()
+    report(
+        "warm connect -> first row",
+        "ms",
+        &arms,
+        &connect_samples,
+        CONNECT_ROUNDS,
     );
 
-    let sdk_conn = client(&recording, &name).await?;
-    let noop_conn = client(&noop, &name).await?;
-    let (mut sdk_rates, mut noop_rates) = (Vec::new(), Vec::new());
-    for i in 0..BULK_ITERATIONS {
-        for sdk_turn in [i % 2 == 0, i % 2 != 0] {
-            let conn = if sdk_turn { &sdk_conn } else { &noop_conn };
+    let mut conns = Vec::new();
+    for (_, connector) in &arms {
+        conns.push(client(connector, &name).await?);
+    }
+    let mut bulk_samples: [Vec<f64>; 3] = Default::default();
+    for round in 0..BULK_ROUNDS {
+        for k in 0..arms.len() {
+            let arm = (round + k) % arms.len();
             let t = Instant::now();
-            let bytes = bulk(conn).await?;
-            let rate = bytes as f64 / t.elapsed().as_secs_f64() / 1e6;
-            if sdk_turn {
-                sdk_rates.push(rate);
-            } else {
-                noop_rates.push(rate);
-            }
+            let bytes = bulk(&conns[arm]).await?;
+            bulk_samples[arm].push(bytes as f64 / t.elapsed().as_secs_f64() / 1e6);
         }
     }
-    let (sdk_rate, noop_rate) = (median_f64(&mut sdk_rates), median_f64(&mut noop_rates));
-    println!("bulk read (~100 MB), no-op meter        median {noop_rate:>8.1} MB/s (n={BULK_ITERATIONS})");
-    println!(
-        "bulk read (~100 MB), SDK meter          median {sdk_rate:>8.1} MB/s (n={BULK_ITERATIONS})  ratio {:.3}",
-        sdk_rate / noop_rate
-    );
+    report("bulk read (~25 MB)", "MB/s", &arms, &bulk_samples, BULK_ROUNDS);
 
     // The recording side did record: latency points and received bytes.
     provider.force_flush()?;
@@ -144,9 +153,10 @@ async fn main() -> anyhow::Result<()> {
             _ => {}
         }
     }
-    drop((sdk_conn, noop_conn));
-    recording.close().await;
-    noop.close().await;
+    drop(conns);
+    for (_, connector) in arms {
+        connector.close().await;
+    }
     provider.shutdown()?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
