@@ -27,3 +27,7 @@ done
 # connect lands on the other instance.
 echo "--- cargo run --example dns_failover"
 cargo run --quiet --example dns_failover
+
+# The telemetry example needs its feature.
+echo "--- cargo run --example telemetry --features telemetry"
+cargo run --quiet --example telemetry --features telemetry

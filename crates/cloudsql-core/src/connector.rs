@@ -22,6 +22,7 @@ use crate::keys::SharedKey;
 use crate::local_socket::SocketRegistry;
 use crate::mdx;
 use crate::refresh::{Cache, ForceReason, Refresher};
+use crate::telemetry::{self, Metrics};
 use crate::{CloudSqlStream, DialOptions, Engine, Error, InstanceConnectionName, IpType, RefreshStrategy};
 
 type CacheKey = (InstanceConnectionName, bool);
@@ -66,6 +67,7 @@ struct Inner {
     sockets: SocketRegistry,
     names: NameResolver,
     user_agent: String,
+    metrics: Metrics,
     closed: AtomicBool,
 }
 
@@ -137,7 +139,10 @@ impl Connector {
     pub async fn connect_with(&self, instance: &str, options: &DialOptions) -> Result<CloudSqlStream, Error> {
         options.validate()?;
         let timeout = options.timeout.unwrap_or(self.inner.timeout);
-        let span = debug_span!("connect", instance = %instance);
+        let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
+        let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
+        let span = telemetry::connect_span(instance, ip_type, iam_authn, self.inner.refresh_strategy);
+        let meter = self.inner.metrics.connect(ip_type, self.inner.refresh_strategy);
         let stage = StageCell::new(ConnectStage::ResolvingName);
         let cache = std::sync::OnceLock::new();
         let connect = async {
@@ -147,10 +152,14 @@ impl Connector {
                 .await
                 .map_err(|e| dns_name::named(e, instance))
         };
-        match tokio::time::timeout(timeout, connect).instrument(span).await {
+        let result = match tokio::time::timeout(timeout, connect)
+            .instrument(span.clone())
+            .await
+        {
             Ok(result) => result.inspect_err(|e| debug!(instance, error = %e, "connect failed")),
             Err(_) => Err(timed_out(instance, timeout, &stage, cache.get())),
-        }
+        };
+        telemetry::connect_finished(&span, meter, result, instance, cache.get().map(|c| c.name()))
     }
 
     /// Starts a refresh of `instance`'s certificate and connect settings in the background,
@@ -421,6 +430,7 @@ impl Connector {
             client: self.inner.client.clone(),
             key: self.inner.key.clone(),
             login: self.inner.login.clone(),
+            telemetry: self.inner.metrics.refresh(name, self.inner.refresh_strategy),
         };
         let cache = Arc::new(Cache::new(refresher, self.inner.refresh_strategy));
         debug!(instance = %name, iam_authn, strategy = ?self.inner.refresh_strategy, "new instance cache");

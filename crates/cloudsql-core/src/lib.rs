@@ -24,6 +24,7 @@ pub mod metadata_exchange;
 mod options;
 mod refresh;
 mod stream;
+pub mod telemetry;
 mod tls;
 
 pub use connector::builder::{DEFAULT_UNIVERSE_DOMAIN, USER_AGENT_PREFIX};

@@ -11,6 +11,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::failover::FailoverWatch;
 use crate::refresh::RejectionHook;
+use crate::telemetry::ConnectionMeter;
 use crate::tls::{is_certificate_rejection, rejection_source};
 
 /// Any async byte stream a custom dialer may return.
@@ -83,6 +84,7 @@ pub struct CloudSqlStream {
     rejection: Option<RejectionHook>,
     /// Set when connected through a DNS name that may move to another instance.
     failover: Option<FailoverWatch>,
+    meter: ConnectionMeter,
 }
 
 impl CloudSqlStream {
@@ -96,6 +98,7 @@ impl CloudSqlStream {
             instance,
             rejection,
             failover: None,
+            meter: ConnectionMeter::inactive(),
         }
     }
 
@@ -107,6 +110,11 @@ impl CloudSqlStream {
     /// The error for a stream whose DNS name moved (and a wake-up registered if it has not).
     fn moved(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         self.failover.as_mut().and_then(|w| w.poll_moved(cx))
+    }
+
+    /// Counts this stream's bytes, and the stream as an open connection, from now on.
+    pub(crate) fn set_meter(&mut self, meter: ConnectionMeter) {
+        self.meter = meter;
     }
 
     /// Reports a refused client certificate to the connector, once.
@@ -140,7 +148,11 @@ impl AsyncRead for CloudSqlStream {
         if let Some(moved) = this.moved(cx) {
             return Poll::Ready(Err(moved));
         }
+        let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.meter.received(buf.filled().len().saturating_sub(before));
+        }
         this.check(result)
     }
 }
@@ -152,6 +164,9 @@ impl AsyncWrite for CloudSqlStream {
             return Poll::Ready(Err(moved));
         }
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            this.meter.sent(n);
+        }
         this.check(result)
     }
 
@@ -175,6 +190,9 @@ impl AsyncWrite for CloudSqlStream {
             return Poll::Ready(Err(moved));
         }
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = result {
+            this.meter.sent(n);
+        }
         this.check(result)
     }
 

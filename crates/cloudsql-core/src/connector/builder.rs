@@ -15,6 +15,7 @@ use crate::dial::DialFn;
 use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, DEFAULT_FAILOVER_PERIOD, NameResolver};
 use crate::keys;
 use crate::stream::AsyncStream;
+use crate::telemetry::{MeterChoice, Metrics};
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
 
 /// The universe domain of Google's public cloud.
@@ -56,6 +57,7 @@ pub struct ConnectorBuilder {
     dns_nameserver: Option<SocketAddr>,
     dns_cache_ttl: Option<Duration>,
     failover_period: Option<Duration>,
+    meter: MeterChoice,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -74,6 +76,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("dns_nameserver", &self.dns_nameserver)
             .field("dns_cache_ttl", &self.dns_cache_ttl)
             .field("failover_period", &self.failover_period)
+            .field("meter", &self.meter)
             .finish()
     }
 }
@@ -196,6 +199,24 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Records the connector's metrics (see [`telemetry`](crate::telemetry)) with a meter of
+    /// this provider instead of OpenTelemetry's global provider (feature `telemetry`).
+    ///
+    /// ```
+    /// use opentelemetry::metrics::noop::NoopMeterProvider;
+    /// let builder = cloudsql_core::Connector::builder().meter_provider(&NoopMeterProvider::new());
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "telemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
+    pub fn meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        self.meter = MeterChoice::from_provider(provider);
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -270,6 +291,7 @@ impl ConnectorBuilder {
                     self.failover_period.unwrap_or(DEFAULT_FAILOVER_PERIOD),
                 ),
                 user_agent,
+                metrics: Metrics::new(self.meter),
                 closed: AtomicBool::new(false),
             }),
         })

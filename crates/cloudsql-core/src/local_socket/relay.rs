@@ -8,10 +8,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{Instrument, Span, debug, warn};
 
 use super::registry::SocketState;
 use crate::connector::WeakConnector;
+use crate::telemetry;
 use crate::{DialOptions, Error};
 
 /// Relay buffer size each way; larger than tokio's 8 KiB default for bulk reads.
@@ -46,7 +47,9 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok(client) => {
-                tasks.spawn(relay(client, connector.clone(), options.clone(), state.clone()));
+                let span = telemetry::relay_span(&state.instance, &state.endpoint);
+                tasks
+                    .spawn(relay(client, connector.clone(), options.clone(), state.clone()).instrument(span));
             }
             Err(e) => {
                 warn!(instance = %state.instance, socket = %state.endpoint, error = %e, "local socket accept failed");
@@ -108,8 +111,14 @@ async fn relay_stream<S>(
             let _ = server.shutdown().await;
         }
         result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, RELAY_BUFFER, RELAY_BUFFER) => {
-            if let Err(e) = result {
-                debug!(instance = %state.instance, error = %e, "relayed connection ended with an error");
+            match result {
+                Ok((sent, received)) => {
+                    Span::current().record("bytes_sent", sent).record("bytes_received", received);
+                }
+                Err(e) => {
+                    telemetry::record_error(&Span::current(), &e);
+                    debug!(instance = %state.instance, error = %e, "relayed connection ended with an error");
+                }
             }
         }
     }
@@ -121,6 +130,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     state.record_failure(error);
+    telemetry::record_error(&Span::current(), error);
     if matches!(error, Error::Closed) {
         warn!(
             instance = %state.instance,

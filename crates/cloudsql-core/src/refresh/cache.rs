@@ -35,6 +35,7 @@ use super::schedule::lazy_is_fresh;
 use crate::admin_api::Attempts;
 use crate::conn_info::ConnInfo;
 use crate::error::Source;
+use crate::telemetry;
 use crate::{Error, RefreshStrategy};
 
 /// Why a refresh is forced.
@@ -74,6 +75,8 @@ struct State {
     /// Background: a forced refresh already took its pacing token; the task starts at once.
     granted: bool,
     pacing: Pacing,
+    /// Refreshes failed in a row since the last success.
+    failures: u32,
     closed: bool,
 }
 
@@ -126,6 +129,7 @@ impl Cache {
                 wanted: false,
                 granted: false,
                 pacing: Pacing::new(Instant::now()),
+                failures: 0,
                 closed: false,
             }),
             changed: watch::Sender::new(()),
@@ -201,6 +205,11 @@ impl Cache {
             info: Arc::downgrade(info),
             address,
         }
+    }
+
+    /// The instance this cache is for.
+    pub(crate) fn name(&self) -> &crate::InstanceConnectionName {
+        &self.shared.refresher.name
     }
 
     /// Stops all work: cancels the refresh in flight (no Admin API call is made afterwards) and
@@ -374,7 +383,7 @@ impl Shared {
 
     /// Runs one refresh (pacing already taken) and records its outcome. `None` when cancelled.
     pub(super) async fn attempt(&self) -> Option<Result<Arc<ConnInfo>, Error>> {
-        let (attempts, settings_first) = {
+        let (attempts, settings_first, attempt) = {
             let mut state = self.lock();
             if state.closed {
                 return None;
@@ -387,13 +396,17 @@ impl Shared {
             (
                 if serving { Attempts::Single } else { Attempts::Full },
                 state.last_error.is_some(),
+                state.failures.saturating_add(1),
             )
         };
         self.notify();
+        let refresher = &self.refresher;
+        let span = telemetry::refresh_span(&refresher.name, refresher.iam_authn, self.strategy, attempt);
         let result = tokio::select! {
             () = self.cancel.cancelled() => return None,
-            result = self.refresher.refresh(attempts, settings_first) => result,
+            result = refresher.refresh(attempts, settings_first, span.clone()) => result,
         };
+        telemetry::refresh_finished(&span, &refresher.telemetry, &result);
         let mut state = self.lock();
         if state.closed {
             return None;
@@ -410,6 +423,7 @@ impl Shared {
                     );
                 }
                 state.current = Some(info.clone());
+                state.failures = 0;
                 state.rejected = None;
                 state.last_error = None;
                 state.pacing.succeeded();
@@ -435,6 +449,7 @@ impl Shared {
                     debug!(instance = %self.refresher.name, error = error as &dyn std::error::Error, "refresh failed again");
                 }
                 state.last_error = Some(error.clone());
+                state.failures = state.failures.saturating_add(1);
                 state.pacing.failed(Instant::now());
             }
         }

@@ -8,7 +8,7 @@ mod schedule;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::{Instrument, debug, debug_span};
+use tracing::{Instrument, Span, debug};
 
 pub(crate) use cache::{Cache, ForceReason, RejectionHook};
 
@@ -16,6 +16,7 @@ use crate::admin_api::{AdminClient, Attempts};
 use crate::conn_info::ConnInfo;
 use crate::credentials::TokenSource;
 use crate::keys::SharedKey;
+use crate::telemetry::RefreshMeter;
 use crate::{Error, InstanceConnectionName};
 
 /// Performs one refresh: `connectSettings` and `generateEphemeralCert`, concurrently (or one
@@ -27,15 +28,18 @@ pub(crate) struct Refresher {
     pub(crate) client: Arc<AdminClient>,
     pub(crate) key: SharedKey,
     pub(crate) login: Arc<dyn TokenSource>,
+    /// Counts this instance's refreshes.
+    pub(crate) telemetry: RefreshMeter,
 }
 
 impl Refresher {
+    /// Runs inside `span` (see [`crate::telemetry::refresh_span`]).
     pub(crate) async fn refresh(
         &self,
         attempts: Attempts,
         settings_first: bool,
+        span: Span,
     ) -> Result<Arc<ConnInfo>, Error> {
-        let span = debug_span!("refresh", instance = %self.name, iam_authn = self.iam_authn);
         async {
             debug!("refreshing connection info");
             let cert = async {
