@@ -320,9 +320,12 @@ impl Connector {
     /// for the IAM authentication mode of `options` — without dialing, so that the first connect
     /// makes no Admin API call (Go's `Dialer.Warmup`). Call it at application start-up.
     ///
+    /// For a custom DNS name, its own address records (which connects dial) are looked up too.
+    ///
     /// Fails as [`connect_with`](Self::connect_with) would before dialing: a timeout names the
     /// stage that ran out of time, an Admin API or credentials error names the instance, and an
-    /// engine other than [`DialOptions::engine`] or IAM authn on SQL Server is refused. With the
+    /// engine other than [`DialOptions::engine`], IAM authn on SQL Server or an IP type the
+    /// instance does not have is refused. With the
     /// background strategy the certificate is then kept fresh; with the lazy one it is refreshed
     /// by the next connect that finds it near expiry.
     ///
@@ -346,6 +349,17 @@ impl Connector {
                 instance: info.name.to_string(),
                 engine,
             });
+        }
+        let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
+        let metadata_host = info
+            .address(ip_type)
+            .map_err(|e| dns_name::named(e, instance))?;
+        if dns_name::looks_like_dns_name(instance) {
+            // A custom name is dialled by its own A/AAAA record: look it up now too.
+            self.inner
+                .names
+                .dial_target(instance, &info.name, metadata_host)
+                .await;
         }
         Ok(())
     }
