@@ -41,6 +41,8 @@ async fn deadpool_pool_runs_concurrent_queries() {
 #[tokio::test]
 async fn deadpool_reports_connector_errors_as_typed_errors() {
     let env = Env::new().await;
+    // An instance in the project, so the missing one is a 404 (an unknown project is a 403).
+    env.add(env.pg_config()).await;
     let pool = cloudsql::postgres::deadpool::pool_builder(
         env.connector(),
         "test-project:us-central1:missing",
