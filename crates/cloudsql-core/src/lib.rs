@@ -50,6 +50,7 @@ pub use engine::Engine;
 pub use error::{ConnectStage, Error, ErrorKind};
 pub use error_chain::ErrorChain;
 pub use instance_name::InstanceConnectionName;
+pub use keys::{MIN_RSA_KEY_BITS, RsaKey};
 pub use local_socket::{LocalSocket, LocalSocketBuilder};
 pub use mdx::ClientProtocol;
 pub use options::{DEFAULT_TIMEOUT, DialOptions, IpType, RefreshStrategy, SERVER_PROXY_PORT};
