@@ -95,8 +95,9 @@ pub struct RsaKey {
 
 impl RsaKey {
     /// Generates a fresh RSA-2048 key (e = 65537), racing one generation per available core (at
-    /// most four) and keeping the first. Blocks for tens of milliseconds: in async code, call it
-    /// from [`tokio::task::spawn_blocking`].
+    /// most four, and at most `CLOUDSQL_RSA_KEYGEN_THREADS` when set) and keeping the first.
+    /// Blocks for tens of milliseconds: in async code, call it from
+    /// [`tokio::task::spawn_blocking`].
     ///
     /// ```
     /// let key = cloudsql_core::RsaKey::generate()?;

@@ -176,8 +176,10 @@ impl ConnectorBuilder {
     /// The RSA key for this connector's client certificates, like the Go connector's
     /// `WithRSAKey`: for applications that generate one ahead of time or keep their own. Load it
     /// with [`RsaKey::from_pem`] or [`RsaKey::from_pkcs8_der`], which refuse anything but RSA of
-    /// at least 2048 bits. Default: one key per process, generated (raced on the available
-    /// cores) when the first connector is built and shared by every connector without its own.
+    /// at least 2048 bits. Default: one key per process, generated when the first connector is
+    /// built and shared by every connector without its own; its generation is raced on one
+    /// thread per core (at most four; the env var `CLOUDSQL_RSA_KEYGEN_THREADS` can lower that,
+    /// `1` turns racing off), first key wins.
     ///
     /// ```no_run
     /// use cloudsql_core::{Connector, RsaKey};

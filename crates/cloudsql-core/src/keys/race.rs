@@ -10,8 +10,9 @@
 //! aws-lc cannot stop a generation half-way, so the losers are cancelled as far as that allows:
 //! a racer that has not started when the race is won does not start, and a racer that finishes
 //! after the winner drops its key at once (aws-lc clears a freed key's memory). The width is
-//! bounded by the cores this process may use ([`std::thread::available_parallelism`]) and by
-//! [`MAX_RACERS`], so a race never queues behind itself.
+//! bounded by the cores this process may use ([`std::thread::available_parallelism`]), by
+//! [`MAX_RACERS`] and by the environment variable [`THREADS_ENV`], so a race never queues
+//! behind itself.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,12 +27,22 @@ use crate::Error;
 /// while each racer still costs a whole core.
 pub(super) const MAX_RACERS: usize = 4;
 
+/// Lowers the number of racing generations (`1` turns racing off), for processes that must not
+/// take more than one core even for a moment. It cannot raise it above the cores or [`MAX_RACERS`].
+pub(super) const THREADS_ENV: &str = "CLOUDSQL_RSA_KEYGEN_THREADS";
+
 /// How many generations race on this machine: one per core this process may use, at most
-/// [`MAX_RACERS`], at least one.
+/// [`MAX_RACERS`] and at most [`THREADS_ENV`], at least one.
 pub(super) fn width() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, NonZeroUsize::get)
-        .clamp(1, MAX_RACERS)
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    width_for(cores, std::env::var(THREADS_ENV).ok().as_deref())
+}
+
+fn width_for(cores: usize, wanted: Option<&str>) -> usize {
+    let wanted = wanted
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(usize::MAX);
+    cores.min(wanted).clamp(1, MAX_RACERS)
 }
 
 /// Who gets the outcome: called exactly once, with the first key or, when every racer failed,
@@ -116,9 +127,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn width_is_bounded_by_cores_and_the_cap() {
-        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-        assert_eq!(width(), cores.min(MAX_RACERS));
+    fn width_is_bounded_by_cores_the_cap_and_the_environment() {
+        let table = [
+            (1, None, 1),
+            (2, None, 2),
+            (4, None, 4),
+            (64, None, MAX_RACERS),
+            (8, Some("1"), 1),
+            (8, Some(" 3 "), 3),
+            (2, Some("3"), 2),
+            (64, Some("16"), MAX_RACERS),
+            (8, Some("0"), 1),
+            (8, Some("many"), MAX_RACERS),
+            (0, None, 1),
+        ];
+        for (cores, wanted, expected) in table {
+            assert_eq!(width_for(cores, wanted), expected, "{cores} cores, {wanted:?}");
+        }
         assert!((1..=MAX_RACERS).contains(&width()));
     }
 
