@@ -31,6 +31,7 @@ mod engine;
 mod error;
 mod error_chain;
 mod excerpt;
+mod http;
 mod instance_name;
 mod keys;
 mod local_socket;
