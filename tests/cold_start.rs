@@ -171,7 +171,12 @@ fn a_key_that_is_not_rsa_2048_or_more_is_refused_with_a_clear_error() {
          keys must be RSA)"
     );
     let ec_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", ec.as_ref().to_vec()));
-    assert!(RsaKey::from_pem(&ec_pem).unwrap_err().to_string().contains("not an RSA key"));
+    assert!(
+        RsaKey::from_pem(&ec_pem)
+            .unwrap_err()
+            .to_string()
+            .contains("not an RSA key")
+    );
     let public = RsaKey::generate().unwrap();
     let err = RsaKey::from_pem(public.public_key_pem()).unwrap_err();
     assert!(
@@ -179,7 +184,11 @@ fn a_key_that_is_not_rsa_2048_or_more_is_refused_with_a_clear_error() {
         "{err}"
     );
     let err = RsaKey::from_pkcs8_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).unwrap_err();
-    assert!(err.to_string().contains("not a valid unencrypted PKCS#8 RSA private key"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a valid unencrypted PKCS#8 RSA private key"),
+        "{err}"
+    );
     // (An RSA-1024 key is refused as "smaller than 2048 bits": see the unit test in keys.rs.)
 }
 

@@ -19,4 +19,3 @@ pub(crate) fn client() -> Result<reqwest::Client, Error> {
         .clone()
         .map_err(|e| Error::config(format!("cannot build the HTTP client for Google's APIs: {e}")))
 }
-

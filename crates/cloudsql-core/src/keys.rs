@@ -216,7 +216,10 @@ mod tests {
         let der = pair.as_der().unwrap();
         let key = RsaKey::from_pkcs8_der(der.as_ref()).unwrap();
         let expected = pair.public_key().as_der().unwrap();
-        assert_eq!(pem::parse(key.public_key_pem()).unwrap().contents(), expected.as_ref());
+        assert_eq!(
+            pem::parse(key.public_key_pem()).unwrap().contents(),
+            expected.as_ref()
+        );
         let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
         let from_pem = RsaKey::from_pem(&pem).unwrap();
         assert_eq!(from_pem.public_key_pem(), key.public_key_pem());
