@@ -2,9 +2,9 @@
 //! the critical path and shared by all instances. The private key never leaves memory and never
 //! appears in `Debug`.
 //!
-//! Generation is raced on up to [`race::MAX_RACERS`] threads (first key wins; see [`race`]) and
-//! starts when the first connector is built, on threads of its own, so it overlaps everything
-//! else a cold start does. `docs/performance.md` has the measurements behind this choice.
+//! Generation starts when the first connector is built, on threads of its own, so it overlaps
+//! everything else a cold start does; with more than two cores it is raced on all cores but one
+//! (first key wins; see [`race`]). `docs/performance.md` has the measurements behind this.
 
 mod process;
 mod race;
@@ -94,10 +94,10 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
-    /// Generates a fresh RSA-2048 key (e = 65537), racing one generation per available core (at
-    /// most four, and at most `CLOUDSQL_RSA_KEYGEN_THREADS` when set) and keeping the first.
-    /// Blocks for tens of milliseconds: in async code, call it from
-    /// [`tokio::task::spawn_blocking`].
+    /// Generates a fresh RSA-2048 key (e = 65537). With more than two cores, it races one
+    /// generation per core but one (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number,
+    /// up to the cores) and keeps the first. Blocks for tens of milliseconds: in async code, call
+    /// it from [`tokio::task::spawn_blocking`].
     ///
     /// ```
     /// let key = cloudsql_core::RsaKey::generate()?;

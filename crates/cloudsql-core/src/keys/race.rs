@@ -9,10 +9,10 @@
 //!
 //! aws-lc cannot stop a generation half-way, so the losers are cancelled as far as that allows:
 //! a racer that has not started when the race is won does not start, and a racer that finishes
-//! after the winner drops its key at once (aws-lc clears a freed key's memory). The width is
-//! bounded by the cores this process may use ([`std::thread::available_parallelism`]), by
-//! [`MAX_RACERS`] and by the environment variable [`THREADS_ENV`], so a race never queues
-//! behind itself.
+//! after the winner drops its key at once (aws-lc clears a freed key's memory). That is also the
+//! race's cost: until the losers finish they hold their cores. So the width is one per core but
+//! one ([`std::thread::available_parallelism`], at most [`MAX_RACERS`]): on 1 or 2 cores there
+//! is no race; [`THREADS_ENV`] sets it otherwise, never above the cores.
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,22 +27,26 @@ use crate::Error;
 /// while each racer still costs a whole core.
 pub(super) const MAX_RACERS: usize = 4;
 
-/// Lowers the number of racing generations (`1` turns racing off), for processes that must not
-/// take more than one core even for a moment. It cannot raise it above the cores or [`MAX_RACERS`].
+/// Sets how many generations race, from 1 (no race) up to the cores this process may use (at
+/// most [`MAX_RACERS`]).
 pub(super) const THREADS_ENV: &str = "CLOUDSQL_RSA_KEYGEN_THREADS";
 
-/// How many generations race on this machine: one per core this process may use, at most
-/// [`MAX_RACERS`] and at most [`THREADS_ENV`], at least one.
+/// How many generations race: [`THREADS_ENV`] when set, bounded by the cores and [`MAX_RACERS`];
+/// otherwise one per core but one, at most [`MAX_RACERS`], at least one. A race never takes
+/// every core: the rest of a cold start (the runtime, TLS, the application's own start-up) needs
+/// one, and measured on 2 cores, racing on both made the whole cold start slower even though the
+/// key alone came sooner (`docs/performance.md`).
 pub(super) fn width() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     width_for(cores, std::env::var(THREADS_ENV).ok().as_deref())
 }
 
 fn width_for(cores: usize, wanted: Option<&str>) -> usize {
-    let wanted = wanted
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(usize::MAX);
-    cores.min(wanted).clamp(1, MAX_RACERS)
+    let cap = cores.clamp(1, MAX_RACERS);
+    match wanted.and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) => n.clamp(1, cap),
+        None => cores.saturating_sub(1).clamp(1, MAX_RACERS),
+    }
 }
 
 /// Who gets the outcome: called exactly once, with the first key or, when every racer failed,
@@ -127,18 +131,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn width_is_bounded_by_cores_the_cap_and_the_environment() {
+    fn width_leaves_a_core_free_unless_told_and_never_exceeds_cores_or_the_cap() {
         let table = [
             (1, None, 1),
-            (2, None, 2),
-            (4, None, 4),
+            (2, None, 1),
+            (3, None, 2),
+            (4, None, 3),
             (64, None, MAX_RACERS),
+            (2, Some("2"), 2),
             (8, Some("1"), 1),
             (8, Some(" 3 "), 3),
             (2, Some("3"), 2),
             (64, Some("16"), MAX_RACERS),
             (8, Some("0"), 1),
-            (8, Some("many"), MAX_RACERS),
+            (8, Some("many"), 7.min(MAX_RACERS)),
             (0, None, 1),
         ];
         for (cores, wanted, expected) in table {
