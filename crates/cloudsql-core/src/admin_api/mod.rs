@@ -18,7 +18,11 @@ use crate::credentials::{AccessToken, TokenSource};
 use crate::excerpt::{excerpt, excerpt_bytes};
 use crate::{Error, InstanceConnectionName};
 
-/// Talks to one Admin API endpoint with one set of credentials.
+/// How long one Admin API request may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Talks to one Admin API endpoint with one set of credentials, over the process's shared HTTP
+/// client.
 #[derive(Debug)]
 pub(crate) struct AdminClient {
     http: reqwest::Client,
@@ -35,12 +39,8 @@ impl AdminClient {
         quota_project: Option<String>,
         token_source: Arc<dyn TokenSource>,
     ) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::config(format!("cannot build the Admin API HTTP client: {e}")))?;
         Ok(Self {
-            http,
+            http: crate::http::client()?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             user_agent,
             quota_project,
@@ -182,7 +182,11 @@ impl AdminClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = request().headers(headers.clone()).send().await;
+            let result = request()
+                .timeout(CALL_TIMEOUT)
+                .headers(headers.clone())
+                .send()
+                .await;
             let unreachable = |e: reqwest::Error| Error::AdminApiUnreachable {
                 instance: instance.clone(),
                 method,

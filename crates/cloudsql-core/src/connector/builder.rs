@@ -13,7 +13,7 @@ use crate::admin_api::AdminClient;
 use crate::credentials::Credentials;
 use crate::dial::DialFn;
 use crate::dns_name::{DEFAULT_DNS_CACHE_TTL, DEFAULT_FAILOVER_PERIOD, NameResolver};
-use crate::keys;
+use crate::keys::{self, RsaKey};
 use crate::stream::AsyncStream;
 use crate::telemetry::{MeterChoice, Metrics};
 use crate::{DEFAULT_TIMEOUT, Error, IpType, RefreshStrategy};
@@ -58,6 +58,7 @@ pub struct ConnectorBuilder {
     dns_cache_ttl: Option<Duration>,
     failover_period: Option<Duration>,
     meter: MeterChoice,
+    rsa_key: Option<RsaKey>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -77,6 +78,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("dns_cache_ttl", &self.dns_cache_ttl)
             .field("failover_period", &self.failover_period)
             .field("meter", &self.meter)
+            .field("rsa_key", &self.rsa_key)
             .finish()
     }
 }
@@ -217,9 +219,36 @@ impl ConnectorBuilder {
         self
     }
 
-    /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
-    /// runtime (otherwise on first use).
+    /// The RSA key for this connector's client certificates, like the Go connector's
+    /// `WithRSAKey`: for applications that generate one ahead of time or keep their own. Load it
+    /// with [`RsaKey::from_pem`] or [`RsaKey::from_pkcs8_der`], which refuse anything but RSA of
+    /// at least 2048 bits. Default: one key per process, generated when the first connector is
+    /// built and shared by every connector without its own. With more than two cores its
+    /// generation is raced on all cores but one (at most four), first key wins; the env var
+    /// `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number of racers (`1`: no race), up to the cores.
+    ///
+    /// ```no_run
+    /// use cloudsql_core::{Connector, RsaKey};
+    ///
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = RsaKey::from_pem(&std::fs::read_to_string("client-key.pem")?)?;
+    /// let connector = Connector::builder().rsa_key(key).build()?;
+    /// # let _ = connector; Ok(()) }
+    /// ```
+    pub fn rsa_key(mut self, key: RsaKey) -> Self {
+        self.rsa_key = Some(key);
+        self
+    }
+
+    /// Builds the connector. Unless given [`rsa_key`](Self::rsa_key), it uses the process's key,
+    /// whose generation starts (on threads of its own, no runtime needed) with the first
+    /// connector built.
     pub fn build(self) -> Result<Connector, Error> {
+        // First, so the key generates while everything else below and the first connect run.
+        let key = match &self.rsa_key {
+            Some(key) => keys::given_key(key),
+            None => keys::process_key(),
+        };
         let universe = self
             .universe_domain
             .or_else(|| non_empty_env("GOOGLE_CLOUD_UNIVERSE_DOMAIN"))
@@ -265,14 +294,6 @@ impl ConnectorBuilder {
             quota_project,
             credentials.admin.clone(),
         )?;
-        let key = keys::shared_key();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            // Start the key now so it is ready, or nearly, by the first certificate request.
-            let key = key.clone();
-            runtime.spawn(async move {
-                let _ = key.await;
-            });
-        }
         Ok(Connector {
             inner: Arc::new(Inner {
                 client: Arc::new(client),

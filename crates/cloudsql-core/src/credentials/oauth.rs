@@ -220,7 +220,8 @@ async fn exchange(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match read_token_response(request().send().await, endpoint).await {
+        let sent = request().timeout(Duration::from_secs(30)).send().await;
+        match read_token_response(sent, endpoint).await {
             Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
                 let pause = jittered_backoff(attempt - 1);
                 debug!(attempt, ?pause, %error, "retrying token request");
@@ -290,11 +291,9 @@ async fn read_token_response(
     Ok(AccessToken::new(parsed.access_token, expires_at))
 }
 
+/// The process's shared HTTP client (loading the system's roots once: see `crate::http`).
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default()
+    crate::http::client().unwrap_or_default()
 }
 
 /// Tokens for one scope from a credentials file.

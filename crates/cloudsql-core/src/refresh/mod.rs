@@ -21,6 +21,13 @@ use crate::{Error, InstanceConnectionName};
 
 /// Performs one refresh: `connectSettings` and `generateEphemeralCert`, concurrently (or one
 /// after the other when `settings_first`).
+///
+/// Only data dependencies order a first refresh: `connectSettings` waits for the admin token
+/// alone; `generateEphemeralCert` for the admin token, the key (generating since the connector
+/// was built) and, with IAM authn, the login token, all three in flight at once. The admin token
+/// is fetched once for both calls (its cached source makes the second caller wait for the first
+/// fetch). So a cold refresh takes max(token, key) + max(both calls), not their sum;
+/// `tests/cold_start.rs` checks this with injected delays.
 #[derive(Debug)]
 pub(crate) struct Refresher {
     pub(crate) name: InstanceConnectionName,
@@ -52,7 +59,8 @@ impl Refresher {
                 } else {
                     None
                 };
-                // The key is generated while connectSettings is in flight.
+                // The key generates (since build) while the tokens and connectSettings are in
+                // flight.
                 let key = self.key.clone().await?;
                 let response = self
                     .client
