@@ -351,9 +351,7 @@ impl Connector {
             });
         }
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
-        let metadata_host = info
-            .address(ip_type)
-            .map_err(|e| dns_name::named(e, instance))?;
+        let metadata_host = info.address(ip_type).map_err(|e| dns_name::named(e, instance))?;
         if dns_name::looks_like_dns_name(instance) {
             // A custom name is dialled by its own A/AAAA record: look it up now too.
             self.inner
