@@ -3,7 +3,7 @@
 
 mod support;
 
-use cloudsql::core::Error;
+use cloudsql::core::{DialOptions, Error, IpType};
 use support::*;
 
 #[tokio::test]
@@ -118,4 +118,45 @@ async fn bb8_replaces_connections_cut_by_the_proxy() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let client = pool.get().await.unwrap();
     client.query_one("SELECT 1", &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn deadpool_pool_builder_with_applies_dial_options_to_every_connection() {
+    let env = Env::new().await;
+    let private = env.add(env.pg_config().private_ip(true)).await;
+    let pool = cloudsql::postgres::deadpool::pool_builder_with(
+        env.connector(),
+        private.connection_name(),
+        trust_login(),
+        DialOptions::new().ip_type(IpType::Private),
+    )
+    .max_size(2)
+    .build()
+    .unwrap();
+    let client = pool.get().await.unwrap();
+    let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
+    // An instance without a private IP: the option reaches the connector, which refuses.
+    let public_only = env.add(env.pg_config()).await;
+    let pool = cloudsql::postgres::deadpool::pool_builder_with(
+        env.connector(),
+        public_only.connection_name(),
+        trust_login(),
+        DialOptions::new().ip_type(IpType::Private),
+    )
+    .max_size(2)
+    .build()
+    .unwrap();
+    let err = pool.get().await.unwrap_err();
+    let deadpool_postgres::PoolError::Backend(pg) = &err else {
+        panic!("expected a backend error, got {err:?}")
+    };
+    assert!(
+        matches!(
+            cloudsql::postgres::connector_error(pg),
+            Some(Error::NoIpAddress { .. })
+        ),
+        "{pg:?}"
+    );
 }

@@ -88,14 +88,33 @@ pub fn manager(
 /// # Ok(()) }
 /// ```
 pub fn pool_builder(connector: Connector, instance: &str, pg_config: Config) -> PoolBuilder {
+    pool_builder_with(connector, instance, pg_config, DialOptions::new())
+}
+
+/// [`pool_builder`] with per-connection options (IP type, IAM authn, timeout) for every
+/// connection the pool opens.
+///
+/// ```no_run
+/// use cloudsql_core::{DialOptions, IpType};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tokio_postgres::Config::new();
+/// config.user("app@my-project.iam").dbname("appdb");
+/// let options = DialOptions::new().ip_type(IpType::Private).iam_authn(true);
+/// let pool = cloudsql_postgres::deadpool::pool_builder_with(connector, "proj:region:inst", config, options)
+///     .max_size(16)
+///     .build()?;
+/// # let _ = pool; Ok(()) }
+/// ```
+pub fn pool_builder_with(
+    connector: Connector,
+    instance: &str,
+    pg_config: Config,
+    options: DialOptions,
+) -> PoolBuilder {
     let manager_config = ManagerConfig {
         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
     };
-    Pool::builder(manager(
-        connector,
-        instance,
-        pg_config,
-        DialOptions::new(),
-        manager_config,
-    ))
+    Pool::builder(manager(connector, instance, pg_config, options, manager_config))
 }
