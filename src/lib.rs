@@ -22,3 +22,31 @@ pub use cloudsql_mssql as mssql;
 /// sqlx on Cloud SQL (features `sqlx-postgres`, `sqlx-mysql`).
 #[cfg(any(feature = "sqlx-postgres", feature = "sqlx-mysql"))]
 pub use cloudsql_sqlx as sqlx;
+
+/// Every page of `docs/`, compiled as doctests so that no example in them can drift from the API.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../docs/credentials.md")]
+    struct Credentials;
+    #[doc = include_str!("../docs/dns-names.md")]
+    struct DnsNames;
+    #[doc = include_str!("../docs/emulator.md")]
+    struct Emulator;
+    #[doc = include_str!("../docs/mssql.md")]
+    struct Mssql;
+    #[doc = include_str!("../docs/mysql.md")]
+    struct Mysql;
+    #[doc = include_str!("../docs/performance.md")]
+    struct Performance;
+    #[doc = include_str!("../docs/postgres.md")]
+    struct Postgres;
+    #[doc = include_str!("../docs/refresh.md")]
+    struct Refresh;
+    #[doc = include_str!("../docs/sqlx.md")]
+    struct Sqlx;
+    #[cfg(feature = "telemetry")]
+    #[doc = include_str!("../docs/telemetry.md")]
+    struct Telemetry;
+}
