@@ -22,6 +22,9 @@ mod mdx;
 pub mod metadata_exchange;
 mod options;
 mod refresh;
+#[cfg(feature = "sql-data")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+pub mod sql_data;
 mod stream;
 mod tls;
 

@@ -55,6 +55,10 @@ pub struct ConnectorBuilder {
     dial_fn: Option<DialFn>,
     dns_nameserver: Option<SocketAddr>,
     dns_cache_ttl: Option<Duration>,
+    #[cfg(feature = "sql-data")]
+    sql_data_endpoint: Option<String>,
+    #[cfg(feature = "sql-data")]
+    sql_data_root_ca: Option<String>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -72,7 +76,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("dial_fn", &self.dial_fn)
             .field("dns_nameserver", &self.dns_nameserver)
             .field("dns_cache_ttl", &self.dns_cache_ttl)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,6 +175,31 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Replaces the SQL Data Service endpoint ([`IpType::SqlData`]), such as
+    /// `https://127.0.0.1:8443` for an emulator. Default: `https://sqladmin.{universe_domain}`
+    /// (port 443). For tests and private deployments.
+    ///
+    /// ```
+    /// let builder = cloudsql_core::Connector::builder().sql_data_endpoint("https://127.0.0.1:8443");
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "sql-data")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+    pub fn sql_data_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.sql_data_endpoint = Some(url.into());
+        self
+    }
+
+    /// Trusts only the CA certificates in this PEM bundle for the SQL Data Service endpoint,
+    /// instead of the platform's trust store. For tests (the emulator's own CA) and private
+    /// deployments.
+    #[cfg(feature = "sql-data")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+    pub fn sql_data_root_ca(mut self, pem: impl Into<String>) -> Self {
+        self.sql_data_root_ca = Some(pem.into());
+        self
+    }
+
     /// Builds the connector. Starts generating its RSA key at once when called inside a Tokio
     /// runtime (otherwise on first use).
     pub fn build(self) -> Result<Connector, Error> {
@@ -213,6 +242,16 @@ impl ConnectorBuilder {
         if dns_cache_ttl.is_zero() {
             return Err(Error::config("dns_cache_ttl must be greater than zero"));
         }
+        #[cfg(feature = "sql-data")]
+        let sql_data = crate::sql_data::Tunnel::new(
+            self.sql_data_endpoint
+                .as_deref()
+                .unwrap_or(&format!("https://sqladmin.{universe}")),
+            self.sql_data_root_ca.as_deref(),
+            user_agent.clone(),
+            quota_project.clone(),
+            credentials.admin.clone(),
+        )?;
         let client = AdminClient::new(
             base_url,
             user_agent.clone(),
@@ -242,6 +281,8 @@ impl ConnectorBuilder {
                 names: NameResolver::new(self.dns_nameserver, dns_cache_ttl),
                 user_agent,
                 closed: AtomicBool::new(false),
+                #[cfg(feature = "sql-data")]
+                sql_data,
             }),
         })
     }
