@@ -340,3 +340,53 @@ async fn iam_users_log_in_as_the_tokens_principal_on_postgres() {
         .unwrap();
     assert!(chain_mentions(&err, "password"), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_reset_with_reconnect_resumes_the_session_byte_exact() {
+    let env = Env::new().await;
+    let server = env.emulator.start_sql_data().await.unwrap();
+    server.faults().set(faults(|f| {
+        f.reconnect = true;
+        f.reset_after_bytes = Some(100_000);
+    }));
+    let inst = env.add(env.pg_config()).await;
+    let connector = tunnel_builder(&env, &server).build().unwrap();
+    let (client, connection) =
+        cloudsql::postgres::connect(&connector, inst.connection_name(), &trust_login())
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The reset falls in the middle of this result; the session resumes where the client was.
+    let big: String = client
+        .query_one(
+            "SELECT string_agg(lpad(i::text, 8, '0'), '') FROM generate_series(1, 200000) i",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let expected: String = (1..=200_000).map(|i| format!("{i:08}")).collect();
+    assert!(big == expected, "the data differs after the reset");
+    // Still the same database session, and client bytes go through after the resume.
+    let param: String = "abcdefghij".repeat(20_000);
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), length($1::text), md5($1::text) = md5(repeat('abcdefghij', 20000))",
+            &[&param],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), pid);
+    assert_eq!(row.get::<_, i32>(1), 200_000);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(
+        server.calls(inst.connection_name()),
+        2,
+        "StartSession, then one ContinueSession"
+    );
+}

@@ -9,7 +9,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use super::messages::{
-    STREAM_SQL_DATA_PATH, StartSession, StreamSqlDataRequest, StreamSqlDataResponse, request,
+    Ack, ContinueSession, STREAM_SQL_DATA_PATH, StartSession, StreamSqlDataRequest, StreamSqlDataResponse,
+    request,
 };
 
 /// The largest message accepted from the server (Go's limit).
@@ -44,7 +45,6 @@ pub(crate) async fn start(
     target: &Arc<Target>,
     token: &str,
 ) -> Result<Call, tonic::Status> {
-    let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
     let first = StreamSqlDataRequest {
         ack: None,
         message: Some(request::Message::StartSession(StartSession {
@@ -54,6 +54,37 @@ pub(crate) async fn start(
         })),
         instance_id: String::new(),
     };
+    open(channel, target, token, first).await
+}
+
+/// Resumes the session on a new call with `ContinueSession`, acknowledging the `received` bytes.
+pub(crate) async fn resume(
+    channel: Channel,
+    target: &Arc<Target>,
+    token: &str,
+    received: i64,
+) -> Result<Call, tonic::Status> {
+    let first = StreamSqlDataRequest {
+        ack: Some(Ack {
+            received_offset: received,
+        }),
+        message: Some(request::Message::ContinueSession(ContinueSession {
+            location_id: target.location_id.clone(),
+            instance_id: target.instance_id.clone(),
+            session_id: target.session_id.clone(),
+        })),
+        instance_id: String::new(),
+    };
+    open(channel, target, token, first).await
+}
+
+async fn open(
+    channel: Channel,
+    target: &Arc<Target>,
+    token: &str,
+    first: StreamSqlDataRequest,
+) -> Result<Call, tonic::Status> {
+    let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
     outbound
         .try_send(first)
         .map_err(|_| tonic::Status::internal("the tunnel's request queue refused its first message"))?;

@@ -139,6 +139,7 @@ impl Tunnel {
             target,
             name: name.clone(),
             token: token.secret().to_owned(),
+            tokens: self.token.clone(),
             memory: self.memory.clone(),
             fallback: Some(fallback),
         };

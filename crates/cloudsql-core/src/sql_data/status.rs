@@ -63,6 +63,14 @@ pub(crate) fn is_unsupported(status: &tonic::Status) -> bool {
     status.code() == Code::FailedPrecondition
 }
 
+/// Whether a call that ended with this status may be resumed with `ContinueSession`.
+pub(crate) fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Aborted | Code::Internal | Code::Unknown | Code::Cancelled
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,13 @@ pub struct SqlDataFaultState {
     pub failed_precondition: bool,
     /// Refuse sessions with `RESOURCE_EXHAUSTED`.
     pub resource_exhausted: bool,
-    /// End each stream with `UNAVAILABLE` once this many database bytes went to the client (a
-    /// frontend reset mid-stream). The emulator never advertises `RECONNECT`.
+    /// End the stream with `UNAVAILABLE` once this many database bytes went to the client (a
+    /// frontend reset mid-stream); once per session, so a resumed session goes on.
     pub reset_after_bytes: Option<u64>,
+    /// Advertise `SQL_DATA_FEATURE_RECONNECT` in new sessions and accept `ContinueSession` for
+    /// them (resending what the client has not acknowledged). Off: as Cloud SQL without the
+    /// feature, a reset ends the database session.
+    pub reconnect: bool,
     /// Hold the first database byte to the client back this many milliseconds.
     pub first_byte_delay_ms: u64,
 }

@@ -4,6 +4,7 @@
 //! `ConnectorBuilder::sql_data_endpoint(server.url())` and
 //! `ConnectorBuilder::sql_data_root_ca(server.root_ca_pem())`.
 
+mod database;
 mod faults;
 mod service;
 mod session;
@@ -27,9 +28,27 @@ pub(crate) struct Shared {
     state: Arc<State>,
     faults: Arc<SqlDataFaults>,
     calls: Mutex<HashMap<String, u64>>,
+    /// Sessions that can be resumed, by session id.
+    sessions: Mutex<HashMap<String, Arc<database::Database>>>,
 }
 
 impl Shared {
+    fn keep(&self, session_id: &str, database: Arc<database::Database>) {
+        lock(&self.sessions).insert(session_id.to_owned(), database);
+    }
+
+    fn kept(&self, session_id: &str) -> Option<Arc<database::Database>> {
+        lock(&self.sessions).get(session_id).cloned()
+    }
+
+    fn is_kept(&self, database: &Arc<database::Database>) -> bool {
+        lock(&self.sessions).values().any(|d| Arc::ptr_eq(d, database))
+    }
+
+    fn forget(&self, database: &Arc<database::Database>) {
+        lock(&self.sessions).retain(|_, d| !Arc::ptr_eq(d, database));
+    }
+
     fn record_call(&self, connection_name: &str) {
         *lock(&self.calls).entry(connection_name.to_owned()).or_default() += 1;
     }
@@ -104,6 +123,7 @@ impl Emulator {
             state: self.state().clone(),
             faults: Arc::default(),
             calls: Mutex::default(),
+            sessions: Mutex::default(),
         });
         let shutdown = self.shutdown_token();
         let (accepted, incoming) = tokio::sync::mpsc::channel::<std::io::Result<tls::TlsIo>>(16);

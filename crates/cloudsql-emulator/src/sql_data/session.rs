@@ -1,33 +1,32 @@
-//! One `StreamSqlData` call: bearer token, `StartSession`, faults, then the database protocol
-//! relayed through the same login step as the server-side proxy, with the token's principal as
-//! the connection's IAM identity (so an IAM user logs in as itself without a password).
+//! One `StreamSqlData` call: bearer token, `StartSession` or `ContinueSession`, faults, then the
+//! database protocol relayed through the same login step as the server-side proxy, with the
+//! token's principal as the connection's IAM identity (so an IAM user logs in as itself
+//! without a password).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use cloudsql_core::sql_data::messages::{
-    DataPacket, SessionMetadata, Status, StreamSqlDataRequest, StreamSqlDataResponse, TerminateSession,
-    request, response,
+    Ack, DataPacket, SessionMetadata, SqlDataFeature, Status, StreamSqlDataRequest, StreamSqlDataResponse,
+    TerminateSession, request, response,
 };
 use futures_util::StreamExt as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::Shared;
-use crate::instance::{Instance, Issued};
+use super::database::Database;
+use crate::instance::Instance;
 use crate::oauth::ADMIN_SCOPE;
 
-/// How long a client may take to send `StartSession`.
+/// How long a client may take to send its first message.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes read from the database at once.
-const CHUNK: usize = 16 * 1024;
 
 type Responses = futures_util::stream::BoxStream<'static, Result<StreamSqlDataResponse, tonic::Status>>;
+type Sender = mpsc::Sender<Result<StreamSqlDataResponse, tonic::Status>>;
 
 /// Checks the call and starts relaying; a refusal is the call's status (sent at once, before
-/// any response header, as Google's frontend does for a refused session).
+/// any response header, as a frontend refusing the session does).
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     request: tonic::Request<tonic::Streaming<StreamSqlDataRequest>>,
@@ -54,12 +53,55 @@ pub(crate) async fn serve(
         .await
         .map_err(|_| tonic::Status::deadline_exceeded("no StartSession"))??
         .ok_or_else(|| tonic::Status::invalid_argument("the stream ended before StartSession"))?;
-    let start = match first.message {
-        Some(request::Message::StartSession(start)) => start,
-        Some(request::Message::ContinueSession(_)) => {
-            return Err(tonic::Status::failed_precondition(
-                "this server does not support reconnecting sessions",
-            ));
+    let (tx, rx) = mpsc::channel(16);
+    let (database, from_offset) = match first.message {
+        Some(request::Message::StartSession(start)) => {
+            let instance = lookup(&shared, &start.instance_id, &start.location_id)?;
+            shared.record_call(instance.connection_name());
+            let faults = shared.faults.snapshot();
+            if faults.failed_precondition {
+                return Err(tonic::Status::failed_precondition(
+                    "unsupported instance edition: the instance does not offer the SQL Data Service",
+                ));
+            }
+            if faults.resource_exhausted {
+                return Err(tonic::Status::resource_exhausted(
+                    "too many SQL Data Service sessions for this instance",
+                ));
+            }
+            if instance.is_stopped() {
+                return Err(tonic::Status::unavailable("the instance is not running"));
+            }
+            debug!(instance = instance.connection_name(), principal = %grant.principal, "SQL Data Service session started");
+            let database = Database::open(instance, grant.principal.clone());
+            let mut supported_features = Vec::new();
+            if faults.reconnect && !start.session_id.is_empty() {
+                supported_features.push(SqlDataFeature::Reconnect as i32);
+                shared.keep(&start.session_id, database.clone());
+            }
+            let metadata = StreamSqlDataResponse {
+                ack: None,
+                message: Some(response::Message::SessionMetadata(SessionMetadata {
+                    supported_features,
+                })),
+            };
+            let _ = tx.try_send(Ok(metadata));
+            (database, 0)
+        }
+        Some(request::Message::ContinueSession(resume)) => {
+            let instance = lookup(&shared, &resume.instance_id, &resume.location_id)?;
+            shared.record_call(instance.connection_name());
+            let database = shared
+                .kept(&resume.session_id)
+                .filter(|d| Arc::ptr_eq(d.instance(), &instance) && d.principal() == grant.principal)
+                .ok_or_else(|| tonic::Status::not_found("no such session to continue"))?;
+            let from = first.ack.map_or(0, |a| a.received_offset);
+            database.acked(from);
+            debug!(
+                instance = instance.connection_name(),
+                from, "SQL Data Service session resumed"
+            );
+            (database, from)
         }
         _ => {
             return Err(tonic::Status::invalid_argument(
@@ -67,32 +109,14 @@ pub(crate) async fn serve(
             ));
         }
     };
-    let instance = lookup(&shared, &start.instance_id, &start.location_id)?;
-    shared.record_call(instance.connection_name());
-    let faults = shared.faults.snapshot();
-    if faults.failed_precondition {
-        return Err(tonic::Status::failed_precondition(
-            "unsupported instance edition: the instance does not offer the SQL Data Service",
-        ));
-    }
-    if faults.resource_exhausted {
-        return Err(tonic::Status::resource_exhausted(
-            "too many SQL Data Service sessions for this instance",
-        ));
-    }
-    if instance.is_stopped() {
-        return Err(tonic::Status::unavailable("the instance is not running"));
-    }
-    debug!(instance = instance.connection_name(), principal = %grant.principal, "SQL Data Service session started");
-    let (tx, rx) = mpsc::channel(16);
-    let metadata = StreamSqlDataResponse {
-        ack: None,
-        message: Some(response::Message::SessionMetadata(SessionMetadata {
-            supported_features: Vec::new(),
-        })),
-    };
-    let _ = tx.try_send(Ok(metadata));
-    tokio::spawn(relay(instance, grant.principal, requests, tx, faults));
+    let shared_for_call = shared.clone();
+    tokio::spawn(async move {
+        let faults = shared_for_call.faults.snapshot();
+        tokio::select! {
+            () = up(&shared_for_call, &database, requests, &tx) => {}
+            () = down(&database, from_offset, &tx, &faults) => {}
+        }
+    });
     let responses =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     Ok(tonic::Response::new(responses.boxed()))
@@ -112,112 +136,94 @@ fn lookup(shared: &Shared, instance_id: &str, location_id: &str) -> Result<Arc<I
     Ok(instance)
 }
 
-/// Relays between the call and the instance's database, until either ends.
-async fn relay(
-    instance: Arc<Instance>,
-    principal: String,
+/// Client to database: packets placed by offset (a resent overlap is dropped), acks trim what
+/// would be resent. Ends with the call, or for good on `TerminateSession`.
+async fn up(
+    shared: &Shared,
+    database: &Arc<Database>,
     mut requests: tonic::Streaming<StreamSqlDataRequest>,
-    tx: mpsc::Sender<Result<StreamSqlDataResponse, tonic::Status>>,
-    faults: super::SqlDataFaultState,
+    tx: &Sender,
 ) {
-    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let database = {
-        let instance = instance.clone();
-        async move {
-            let issued = Issued {
-                principal: Some(principal),
-            };
-            if let Err(e) = crate::proxy::session(&instance, theirs, issued).await {
-                debug!(instance = instance.connection_name(), error = %e, "SQL Data Service session ended with an error");
-            }
+    while let Ok(Some(message)) = requests.message().await {
+        if let Some(ack) = message.ack {
+            database.acked(ack.received_offset);
         }
-    };
-    let (mut rd, mut wr) = tokio::io::split(ours);
-    let up = async {
-        let mut received: i64 = 0;
-        while let Ok(Some(message)) = requests.message().await {
-            match message.message {
-                Some(request::Message::Data(packet)) => {
-                    // Skip bytes already delivered (a resent packet); a gap ends the session.
-                    let skip = received - packet.first_byte_offset;
-                    let Ok(skip) = usize::try_from(skip) else { break };
-                    if skip < packet.data.len() {
-                        if wr.write_all(&packet.data[skip..]).await.is_err() {
-                            break;
-                        }
-                        received += i64::try_from(packet.data.len() - skip).unwrap_or(0);
-                    }
+        match message.message {
+            Some(request::Message::Data(packet)) => match database.write(packet).await {
+                Some(received) => {
+                    let _ = tx.try_send(Ok(StreamSqlDataResponse {
+                        ack: Some(Ack {
+                            received_offset: received,
+                        }),
+                        message: None,
+                    }));
                 }
-                Some(request::Message::TerminateSession(_)) => break,
-                _ => {}
+                None => break,
+            },
+            Some(request::Message::TerminateSession(_)) => {
+                database.close().await;
+                shared.forget(database);
+                break;
             }
+            _ => {}
         }
-        let _ = wr.shutdown().await;
-        std::future::pending::<()>().await;
-    };
-    let down = async {
-        let mut sent: u64 = 0;
-        loop {
-            let mut buf = BytesMut::with_capacity(CHUNK);
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if sent == 0 && faults.first_byte_delay_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(faults.first_byte_delay_ms)).await;
-            }
-            let mut data = buf.freeze();
-            if let Some(limit) = faults.reset_after_bytes {
-                let room = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX);
-                if room < data.len() {
-                    data.truncate(room);
-                    if !data.is_empty() {
-                        let _ = tx.send(Ok(packet(sent, data))).await;
-                    }
-                    debug!(
-                        instance = instance.connection_name(),
-                        "fault: resetting the SQL Data Service stream"
-                    );
-                    let _ = tx
-                        .send(Err(tonic::Status::unavailable("fault: stream reset")))
-                        .await;
-                    return;
+    }
+    // The call is over. A kept session waits for a `ContinueSession`; any other ends here.
+    if !shared.is_kept(database) {
+        database.close().await;
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Database to client, from `cursor`: what the database sent, as it comes, then
+/// `TerminateSession` when it closes.
+async fn down(database: &Arc<Database>, mut cursor: i64, tx: &Sender, faults: &super::SqlDataFaultState) {
+    loop {
+        let Some(mut data) = database.read_from(cursor).await else {
+            let _ = tx
+                .send(Ok(StreamSqlDataResponse {
+                    ack: None,
+                    message: Some(response::Message::TerminateSession(TerminateSession {
+                        status: Some(Status {
+                            code: 0,
+                            message: "the database closed the connection".into(),
+                        }),
+                    })),
+                }))
+                .await;
+            return;
+        };
+        if cursor == 0 && faults.first_byte_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.first_byte_delay_ms)).await;
+        }
+        if let Some(limit) = faults.reset_after_bytes {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let end = cursor + i64::try_from(data.len()).unwrap_or(i64::MAX);
+            if end > limit && database.take_reset() {
+                data.truncate(usize::try_from(limit - cursor).unwrap_or(0));
+                if !data.is_empty() {
+                    let _ = tx.send(Ok(packet(cursor, data))).await;
                 }
-            }
-            let len = data.len() as u64;
-            if tx.send(Ok(packet(sent, data))).await.is_err() {
+                debug!("fault: resetting the SQL Data Service stream");
+                let _ = tx
+                    .send(Err(tonic::Status::unavailable("fault: stream reset")))
+                    .await;
                 return;
             }
-            sent += len;
         }
-        let _ = tx
-            .send(Ok(StreamSqlDataResponse {
-                ack: None,
-                message: Some(response::Message::TerminateSession(TerminateSession {
-                    status: Some(Status {
-                        code: 0,
-                        message: "the database closed the connection".into(),
-                    }),
-                })),
-            }))
-            .await;
-    };
-    let reset = instance.reset_token();
-    // `down` ends when the database side closes (which a client's TerminateSession, passed on
-    // by `up` as a shutdown, brings about); `up` never ends on its own.
-    tokio::select! {
-        _ = async { tokio::join!(database, down) } => {}
-        () = up => {}
-        () = reset.cancelled() => {}
-        () = instance.shutdown.cancelled() => {}
+        let len = i64::try_from(data.len()).unwrap_or(i64::MAX);
+        if tx.send(Ok(packet(cursor, data))).await.is_err() {
+            return;
+        }
+        cursor += len;
     }
 }
 
-fn packet(offset: u64, data: bytes::Bytes) -> StreamSqlDataResponse {
+fn packet(offset: i64, data: bytes::Bytes) -> StreamSqlDataResponse {
     StreamSqlDataResponse {
         ack: None,
         message: Some(response::Message::Data(DataPacket {
-            first_byte_offset: i64::try_from(offset).unwrap_or(i64::MAX),
+            first_byte_offset: offset,
             data,
         })),
     }
