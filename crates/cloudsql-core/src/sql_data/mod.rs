@@ -4,7 +4,7 @@
 //!
 //! One HTTP/2 connection per connector carries every tunnel. A connect fetches an access token,
 //! opens the connection if needed (within the connect timeout, stage
-//! [`ConnectStage::Tunnel`](crate::ConnectStage::Tunnel)), and starts a session task; the call
+//! [`crate::ConnectStage::Tunnel`]), and starts a session task; the call
 //! itself is opened by the task so that the application can write at once (PostgreSQL's client
 //! speaks first, and a server may hold its response headers until it has bytes to send).
 //!

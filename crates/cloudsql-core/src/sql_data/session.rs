@@ -165,13 +165,11 @@ async fn pump(
             return Ok(());
         };
         let before_first_byte = !flow.first_byte && !flow.closing;
-        let refusal = status::is_unsupported(&failure) || failure.code() == tonic::Code::ResourceExhausted;
-        if flow.reconnect
-            && !flow.closing
-            && !flow.terminated
-            && !(before_first_byte && refusal)
-            && status::is_transient(failure.code())
-        {
+        // A refusal before the first byte is for the caller (fallback, cooldown), not a reset.
+        let refused = before_first_byte
+            && (status::is_unsupported(&failure) || failure.code() == tonic::Code::ResourceExhausted);
+        let resumable = flow.reconnect && !flow.closing && !flow.terminated && !refused;
+        if resumable && status::is_transient(failure.code()) {
             match resume.again(&flow).await {
                 Ok(resumed) => {
                     debug!(instance = %resume.target.instance, received = flow.received, resent = flow.unacked.len(), "SQL Data Service session resumed");
