@@ -275,7 +275,14 @@ async fn relay_call(
                     match message.message {
                         Some(response::Message::SessionMetadata(meta)) => flow.reconnect = meta.supports_reconnect(),
                         Some(response::Message::Data(packet)) => {
-                            let Some(data) = fresh_bytes(&packet, flow.received) else {
+                            // Offsets matter only where the session can be resumed; Google's
+                            // own clients ignore them, so a server may leave them at 0.
+                            let fresh = if flow.reconnect {
+                                fresh_bytes(&packet, flow.received)
+                            } else {
+                                Some(packet.data.clone())
+                            };
+                            let Some(data) = fresh else {
                                 let error = Error::SqlData {
                                     instance: target.instance.clone(),
                                     code: "DATA_LOSS",

@@ -36,11 +36,14 @@ pub(crate) struct Database {
     outbox: Mutex<Outbox>,
     changed: Notify,
     reset_done: AtomicBool,
+    /// Client offsets are honoured (a resumable session). Otherwise packets are taken in order
+    /// as they come: Google's Go and Python clients leave `first_byte_offset` at 0.
+    offsets: bool,
 }
 
 impl Database {
     /// Starts the login step and relay for `principal` on `instance`.
-    pub(crate) fn open(instance: Arc<Instance>, principal: String) -> Arc<Self> {
+    pub(crate) fn open(instance: Arc<Instance>, principal: String, offsets: bool) -> Arc<Self> {
         let (to_db, mut from_client) = mpsc::channel::<Option<Bytes>>(16);
         let database = Arc::new(Self {
             instance: instance.clone(),
@@ -50,6 +53,7 @@ impl Database {
             outbox: Mutex::default(),
             changed: Notify::new(),
             reset_done: AtomicBool::new(false),
+            offsets,
         });
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let (mut rd, mut wr) = tokio::io::split(ours);
@@ -110,7 +114,11 @@ impl Database {
     /// received so far, or `None` for a gap or a closed database.
     pub(crate) async fn write(&self, packet: DataPacket) -> Option<i64> {
         let mut received = self.received.lock().await;
-        let skip = usize::try_from(*received - packet.first_byte_offset).ok()?;
+        let skip = if self.offsets {
+            usize::try_from(*received - packet.first_byte_offset).ok()?
+        } else {
+            0
+        };
         if skip < packet.data.len() {
             let fresh = packet.data.slice(skip..);
             let len = i64::try_from(fresh.len()).ok()?;

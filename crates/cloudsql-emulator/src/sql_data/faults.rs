@@ -11,6 +11,8 @@ pub struct SqlDataFaultState {
     /// Refuse sessions with `FAILED_PRECONDITION` (`unsupported instance edition:`), as for an
     /// instance that does not offer the service.
     pub failed_precondition: bool,
+    /// Refuse sessions with `FAILED_PRECONDITION` for these instances (connection names) only.
+    pub unsupported_instances: Vec<String>,
     /// Refuse sessions with `RESOURCE_EXHAUSTED`.
     pub resource_exhausted: bool,
     /// End the stream with `UNAVAILABLE` once this many database bytes went to the client (a

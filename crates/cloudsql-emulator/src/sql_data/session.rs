@@ -59,7 +59,12 @@ pub(crate) async fn serve(
             let instance = lookup(&shared, &start.instance_id, &start.location_id)?;
             shared.record_call(instance.connection_name());
             let faults = shared.faults.snapshot();
-            if faults.failed_precondition {
+            if faults.failed_precondition
+                || faults
+                    .unsupported_instances
+                    .iter()
+                    .any(|i| i == instance.connection_name())
+            {
                 return Err(tonic::Status::failed_precondition(
                     "unsupported instance edition: the instance does not offer the SQL Data Service",
                 ));
@@ -73,9 +78,10 @@ pub(crate) async fn serve(
                 return Err(tonic::Status::unavailable("the instance is not running"));
             }
             debug!(instance = instance.connection_name(), principal = %grant.principal, "SQL Data Service session started");
-            let database = Database::open(instance, grant.principal.clone());
+            let resumable = faults.reconnect && !start.session_id.is_empty();
+            let database = Database::open(instance, grant.principal.clone(), resumable);
             let mut supported_features = Vec::new();
-            if faults.reconnect && !start.session_id.is_empty() {
+            if resumable {
                 supported_features.push(SqlDataFeature::Reconnect as i32);
                 shared.keep(&start.session_id, database.clone());
             }
