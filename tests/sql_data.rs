@@ -390,3 +390,26 @@ async fn a_reset_with_reconnect_resumes_the_session_byte_exact() {
         "StartSession, then one ContinueSession"
     );
 }
+
+#[tokio::test]
+async fn iam_users_log_in_as_the_tokens_principal_on_mysql() {
+    let env = Env::new().await;
+    let server = env.emulator.start_sql_data().await.unwrap();
+    let db_user = env.sa_email.split('@').next().unwrap().to_owned();
+    let backend_password = unique("only-the-emulator-knows");
+    create_mysql_user(&db_user, &backend_password).await;
+    let inst = env
+        .add(env.mysql_config().iam_user(&env.sa_email, &backend_password))
+        .await;
+    let connector = tunnel_builder(&env, &server).iam_authn(true).build().unwrap();
+    // No password: the tunnel's bearer token is the login.
+    let opts = cloudsql::mysql::opts(&connector, inst.connection_name(), mysql_login(&env.sa_email, None))
+        .await
+        .unwrap();
+    let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+    let me: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(me.unwrap(), format!("{db_user}@%"));
+    conn.disconnect().await.unwrap();
+    assert!(server.calls(inst.connection_name()) >= 1);
+    assert_eq!(inst.counters().connection_attempts(), 0, "no direct connection to the proxy");
+}
