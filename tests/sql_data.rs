@@ -403,13 +403,21 @@ async fn iam_users_log_in_as_the_tokens_principal_on_mysql() {
         .await;
     let connector = tunnel_builder(&env, &server).iam_authn(true).build().unwrap();
     // No password: the tunnel's bearer token is the login.
-    let opts = cloudsql::mysql::opts(&connector, inst.connection_name(), mysql_login(&env.sa_email, None))
-        .await
-        .unwrap();
+    let opts = cloudsql::mysql::opts(
+        &connector,
+        inst.connection_name(),
+        mysql_login(&env.sa_email, None),
+    )
+    .await
+    .unwrap();
     let mut conn = mysql_async::Conn::new(opts).await.unwrap();
     let me: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();
     assert_eq!(me.unwrap(), format!("{db_user}@%"));
     conn.disconnect().await.unwrap();
     assert!(server.calls(inst.connection_name()) >= 1);
-    assert_eq!(inst.counters().connection_attempts(), 0, "no direct connection to the proxy");
+    assert_eq!(
+        inst.counters().connection_attempts(),
+        0,
+        "no direct connection to the proxy"
+    );
 }
