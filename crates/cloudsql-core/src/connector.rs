@@ -69,6 +69,8 @@ struct Inner {
     user_agent: String,
     metrics: Metrics,
     closed: AtomicBool,
+    #[cfg(feature = "sql-data")]
+    sql_data: crate::sql_data::Tunnel,
 }
 
 impl Connector {
@@ -228,6 +230,9 @@ impl Connector {
             });
         }
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
+        if ip_type == IpType::SqlData {
+            return self.connect_sql_data(name, info, options, stage, cache).await;
+        }
         let metadata_host = info.address(ip_type)?;
         let target = match via {
             Some(dns) => self.inner.names.dial_target(dns, name, metadata_host).await,
@@ -258,6 +263,80 @@ impl Connector {
             stream.set_failover(watch);
         }
         Ok(stream)
+    }
+
+    /// [`IpType::SqlData`]: the tunnel, or a direct connection where the instance does not
+    /// offer it. Engine and IAM checks have run on the instance's connect settings.
+    #[cfg(feature = "sql-data")]
+    async fn connect_sql_data(
+        &self,
+        name: &InstanceConnectionName,
+        info: Arc<crate::conn_info::ConnInfo>,
+        options: &DialOptions,
+        stage: &StageCell,
+        cache: Arc<Cache>,
+    ) -> Result<CloudSqlStream, Error> {
+        let direct = {
+            let connector = self.clone();
+            let name = name.clone();
+            let options = options.clone();
+            move || -> futures_util::future::BoxFuture<'static, Result<CloudSqlStream, Error>> {
+                Box::pin(async move { connector.connect_fallback(&name, &info, &options, &cache).await })
+            }
+        };
+        if self.inner.sql_data.is_unsupported(name) {
+            debug!(instance = %name, "instance does not offer the SQL Data Service; connecting directly");
+            stage.set(ConnectStage::Dialing);
+            return direct().await;
+        }
+        let tunnel = self.inner.sql_data.connect(name, Box::new(direct), stage).await?;
+        Ok(CloudSqlStream::tunnel(tunnel, name.to_string()))
+    }
+
+    /// The direct TLS connection a refused tunnel falls back to: private, then PSC, then public.
+    #[cfg(feature = "sql-data")]
+    async fn connect_fallback(
+        &self,
+        name: &InstanceConnectionName,
+        info: &Arc<crate::conn_info::ConnInfo>,
+        options: &DialOptions,
+        cache: &Arc<Cache>,
+    ) -> Result<CloudSqlStream, Error> {
+        let ip_type = [IpType::Private, IpType::Psc, IpType::Public]
+            .into_iter()
+            .find(|t| info.address(*t).is_ok())
+            .unwrap_or(IpType::Public);
+        let host = info.address(ip_type)?;
+        let hook = cache.rejection_hook(info, format!("{host}:{}", crate::SERVER_PROXY_PORT));
+        let stage = StageCell::new(ConnectStage::Dialing);
+        let mut stream =
+            dial::dial(info, host, None, self.inner.dial_fn.as_ref(), Some(hook), &stage).await?;
+        if let Some(protocol) = options.metadata_exchange.filter(|_| info.mdx_supported) {
+            mdx::exchange(&mut stream, &self.inner.user_agent, protocol)
+                .await
+                .map_err(|detail| Error::MetadataExchange {
+                    instance: name.to_string(),
+                    detail,
+                })?;
+        }
+        debug!(instance = %name, ?ip_type, "connected directly after the SQL Data Service refused");
+        Ok(stream)
+    }
+
+    /// [`IpType::SqlData`] without the `sql-data` feature.
+    #[cfg(not(feature = "sql-data"))]
+    async fn connect_sql_data(
+        &self,
+        _name: &InstanceConnectionName,
+        _info: Arc<crate::conn_info::ConnInfo>,
+        _options: &DialOptions,
+        _stage: &StageCell,
+        _cache: Arc<Cache>,
+    ) -> Result<CloudSqlStream, Error> {
+        Err(Error::config(
+            "IpType::SqlData needs the `sql-data` feature of cloudsql-core (or of the driver crate); \
+             enable it or choose another IpType",
+        ))
     }
 
     /// The cache's connection data; evicts the cache when its error leaves nothing to serve.
@@ -351,6 +430,10 @@ impl Connector {
             });
         }
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
+        if ip_type == IpType::SqlData {
+            // The tunnel goes through the Admin API's host: no address of the instance's own.
+            return Ok(());
+        }
         let metadata_host = info.address(ip_type).map_err(|e| dns_name::named(e, instance))?;
         if dns_name::looks_like_dns_name(instance) {
             // A custom name is dialled by its own A/AAAA record: look it up now too.

@@ -226,6 +226,38 @@ pub enum Error {
         last_error: Option<Source>,
     },
 
+    /// The SQL Data Service ([`IpType::SqlData`](crate::IpType::SqlData)) refused or ended the
+    /// tunnel with a gRPC status.
+    #[error(
+        "SQL Data Service tunnel to instance `{instance}` failed with gRPC status {code}: {message}; {hint}"
+    )]
+    SqlData {
+        /// The instance connection name.
+        instance: String,
+        /// The gRPC status code name, such as `PERMISSION_DENIED` or `UNAVAILABLE`.
+        code: &'static str,
+        /// The server's message, cut short when long.
+        message: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+
+    /// The SQL Data Service answered `RESOURCE_EXHAUSTED` for the instance: no tunnel to it is
+    /// tried again until `retry_after` has passed (the wait doubles from 5 s with each refusal).
+    #[error(
+        "the SQL Data Service is out of capacity for instance `{instance}` (gRPC RESOURCE_EXHAUSTED: \
+         {message}); no tunnel to it is tried for {retry_after:?} — retry later, or connect with \
+         another IpType"
+    )]
+    SqlDataExhausted {
+        /// The instance connection name.
+        instance: String,
+        /// The server's message (empty when the cooldown refused the connect before any call).
+        message: String,
+        /// How long until the tunnel is tried again.
+        retry_after: Duration,
+    },
+
     /// The connector was closed; no more connections can be made with it.
     #[error("the connector is closed; build a new Connector to connect again")]
     Closed,
@@ -245,6 +277,8 @@ pub enum ConnectStage {
     Handshake,
     /// Running the metadata exchange with the server-side proxy.
     MetadataExchange,
+    /// Opening the SQL Data Service tunnel (the gRPC connection to the Admin API host).
+    Tunnel,
 }
 
 impl ConnectStage {
@@ -258,6 +292,9 @@ impl ConnectStage {
             ConnectStage::Dialing | ConnectStage::Handshake | ConnectStage::MetadataExchange => {
                 "check the network path to the instance (firewall, IP type) or raise the timeout"
             }
+            ConnectStage::Tunnel => {
+                "check the network path to the Cloud SQL Admin API host or raise the timeout"
+            }
         }
     }
 }
@@ -270,6 +307,7 @@ impl std::fmt::Display for ConnectStage {
             ConnectStage::Dialing => "opening a TCP connection to the server-side proxy",
             ConnectStage::Handshake => "running the TLS handshake with the server-side proxy",
             ConnectStage::MetadataExchange => "running the metadata exchange with the server-side proxy",
+            ConnectStage::Tunnel => "opening the SQL Data Service tunnel",
         })
     }
 }
@@ -317,7 +355,17 @@ impl Error {
             Error::Dial { .. }
             | Error::Tls { .. }
             | Error::MetadataExchange { .. }
-            | Error::Timeout { .. } => ErrorKind::Dial,
+            | Error::Timeout { .. }
+            | Error::SqlDataExhausted { .. } => ErrorKind::Dial,
+            Error::SqlData { code, .. } => match *code {
+                "INVALID_ARGUMENT"
+                | "NOT_FOUND"
+                | "PERMISSION_DENIED"
+                | "UNAUTHENTICATED"
+                | "FAILED_PRECONDITION"
+                | "UNIMPLEMENTED" => ErrorKind::Config,
+                _ => ErrorKind::Dial,
+            },
             Error::Closed => ErrorKind::Closed,
         }
     }

@@ -24,6 +24,9 @@ mod mdx;
 pub mod metadata_exchange;
 mod options;
 mod refresh;
+#[cfg(feature = "sql-data")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+pub mod sql_data;
 mod stream;
 pub mod telemetry;
 mod tls;

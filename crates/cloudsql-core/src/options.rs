@@ -22,6 +22,16 @@ pub enum IpType {
     Private,
     /// The Private Service Connect DNS name.
     Psc,
+    /// No address at all: the database protocol is carried in a gRPC stream to the Cloud SQL
+    /// Admin API host (the SQL Data Service), for applications with no network path to the
+    /// instance. Needs the `sql-data` feature; without it a connect fails with
+    /// [`Error::Config`](crate::Error::Config). The variant exists either way so that matches
+    /// and configuration parsing do not depend on features. See `docs/sql-data.md`.
+    ///
+    /// When the instance does not offer the service (`FAILED_PRECONDITION` before its first
+    /// byte), the connect falls back to direct TLS over the private, then PSC, then public
+    /// address, and remembers that for the instance.
+    SqlData,
 }
 
 impl fmt::Display for IpType {
@@ -30,6 +40,7 @@ impl fmt::Display for IpType {
             IpType::Public => "public (PRIMARY)",
             IpType::Private => "private (PRIVATE)",
             IpType::Psc => "Private Service Connect (PSC)",
+            IpType::SqlData => "SQL Data Service tunnel (no IP)",
         })
     }
 }

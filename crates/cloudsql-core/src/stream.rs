@@ -79,7 +79,7 @@ impl AsyncWrite for Transport {
 /// a fatal alert such as `UnknownCA` after a client CA rotation), the stream tells the connector,
 /// which fetches a new certificate for the next connect.
 pub struct CloudSqlStream {
-    inner: TlsStream<Transport>,
+    inner: Body,
     instance: String,
     rejection: Option<RejectionHook>,
     /// Set when connected through a DNS name that may move to another instance.
@@ -94,7 +94,7 @@ impl CloudSqlStream {
         rejection: Option<RejectionHook>,
     ) -> Self {
         Self {
-            inner,
+            inner: Body::Tls(Box::new(inner)),
             instance,
             rejection,
             failover: None,
@@ -115,6 +115,19 @@ impl CloudSqlStream {
     /// Counts this stream's bytes, and the stream as an open connection, from now on.
     pub(crate) fn set_meter(&mut self, meter: ConnectionMeter) {
         self.meter = meter;
+    }
+
+    /// A stream without TLS of its own: the SQL Data Service tunnel, whose gRPC connection is
+    /// already TLS.
+    #[cfg_attr(not(feature = "sql-data"), allow(dead_code))]
+    pub(crate) fn tunnel(inner: BoxedStream, instance: String) -> Self {
+        Self {
+            inner: Body::Tunnel(inner),
+            instance,
+            rejection: None,
+            failover: None,
+            meter: ConnectionMeter::inactive(),
+        }
     }
 
     /// Reports a refused client certificate to the connector, once.
@@ -198,5 +211,58 @@ impl AsyncWrite for CloudSqlStream {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// What a [`CloudSqlStream`] carries bytes over.
+enum Body {
+    /// TLS 1.3 to the server-side proxy.
+    Tls(Box<TlsStream<Transport>>),
+    /// A stream that is secured below (the SQL Data Service tunnel).
+    #[cfg_attr(not(feature = "sql-data"), allow(dead_code))]
+    Tunnel(BoxedStream),
+}
+
+macro_rules! body {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self.get_mut() {
+            Body::Tls($s) => $call,
+            Body::Tunnel($s) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Body {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        body!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Body {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        body!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        body!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        body!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        body!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Body::Tls(s) => s.is_write_vectored(),
+            Body::Tunnel(s) => s.is_write_vectored(),
+        }
     }
 }

@@ -412,6 +412,16 @@ impl Emulator {
         self.state.impersonation.requests()
     }
 
+    /// The state the handlers share (for servers started later, such as the SQL Data Service).
+    pub(crate) fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The token that stops every server of this emulator.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// Stops the Admin API and every proxy.
     pub fn shutdown(&self) {
         self.shutdown.cancel();

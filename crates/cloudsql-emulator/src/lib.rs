@@ -22,6 +22,7 @@ mod naming;
 mod oauth;
 mod oversized;
 mod proxy;
+mod sql_data;
 mod sts;
 mod tds_responder;
 
@@ -32,3 +33,4 @@ pub(crate) use emulator::State;
 pub use error::Error;
 pub use faults::{FaultState, Faults, ServerCertFault, TokenFaultState, TokenFaults};
 pub use instance::{Instance, PROXY_PORT};
+pub use sql_data::{SqlDataFaultState, SqlDataFaults, SqlDataServer};

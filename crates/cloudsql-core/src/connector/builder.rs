@@ -59,6 +59,10 @@ pub struct ConnectorBuilder {
     failover_period: Option<Duration>,
     meter: MeterChoice,
     rsa_key: Option<RsaKey>,
+    #[cfg(feature = "sql-data")]
+    sql_data_endpoint: Option<String>,
+    #[cfg(feature = "sql-data")]
+    sql_data_root_ca: Option<String>,
 }
 
 impl fmt::Debug for ConnectorBuilder {
@@ -79,7 +83,7 @@ impl fmt::Debug for ConnectorBuilder {
             .field("failover_period", &self.failover_period)
             .field("meter", &self.meter)
             .field("rsa_key", &self.rsa_key)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,6 +244,31 @@ impl ConnectorBuilder {
         self
     }
 
+    /// Replaces the SQL Data Service endpoint ([`IpType::SqlData`]), such as
+    /// `https://127.0.0.1:8443` for an emulator. Default: `https://sqladmin.{universe_domain}`
+    /// (port 443). For tests and private deployments.
+    ///
+    /// ```
+    /// let builder = cloudsql_core::Connector::builder().sql_data_endpoint("https://127.0.0.1:8443");
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "sql-data")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+    pub fn sql_data_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.sql_data_endpoint = Some(url.into());
+        self
+    }
+
+    /// Trusts only the CA certificates in this PEM bundle for the SQL Data Service endpoint,
+    /// instead of the platform's trust store. For tests (the emulator's own CA) and private
+    /// deployments.
+    #[cfg(feature = "sql-data")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
+    pub fn sql_data_root_ca(mut self, pem: impl Into<String>) -> Self {
+        self.sql_data_root_ca = Some(pem.into());
+        self
+    }
+
     /// Builds the connector. Unless given [`rsa_key`](Self::rsa_key), it uses the process's key,
     /// whose generation starts (on threads of its own, no runtime needed) with the first
     /// connector built.
@@ -288,6 +317,16 @@ impl ConnectorBuilder {
         if dns_cache_ttl.is_zero() {
             return Err(Error::config("dns_cache_ttl must be greater than zero"));
         }
+        #[cfg(feature = "sql-data")]
+        let sql_data = crate::sql_data::Tunnel::new(
+            self.sql_data_endpoint
+                .as_deref()
+                .unwrap_or(&format!("https://sqladmin.{universe}")),
+            self.sql_data_root_ca.as_deref(),
+            user_agent.clone(),
+            quota_project.clone(),
+            credentials.admin.clone(),
+        )?;
         let client = AdminClient::new(
             base_url,
             user_agent.clone(),
@@ -314,6 +353,8 @@ impl ConnectorBuilder {
                 user_agent,
                 metrics: Metrics::new(self.meter),
                 closed: AtomicBool::new(false),
+                #[cfg(feature = "sql-data")]
+                sql_data,
             }),
         })
     }

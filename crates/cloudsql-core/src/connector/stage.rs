@@ -4,12 +4,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::ConnectStage;
 
-const STAGES: [ConnectStage; 5] = [
+const STAGES: [ConnectStage; 6] = [
     ConnectStage::ResolvingName,
     ConnectStage::Refreshing,
     ConnectStage::Dialing,
     ConnectStage::Handshake,
     ConnectStage::MetadataExchange,
+    ConnectStage::Tunnel,
 ];
 
 /// The stage a connect is in; written by the connect future, read when its timeout elapses.

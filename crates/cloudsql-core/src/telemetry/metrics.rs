@@ -219,6 +219,7 @@ fn ip_type_value(ip_type: IpType) -> &'static str {
         IpType::Public => "PUBLIC",
         IpType::Private => "PRIVATE",
         IpType::Psc => "PSC",
+        IpType::SqlData => "SQL_DATA",
     }
 }
 

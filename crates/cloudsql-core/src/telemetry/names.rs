@@ -39,7 +39,8 @@ pub const INSTANCE_KEY: &str = "cloudsql_instance";
 pub const CONNECTOR_ID_KEY: &str = "cloudsql_dialer_id";
 /// Attribute: the connector's refresh strategy, `background` or `lazy`.
 pub const REFRESH_STRATEGY_KEY: &str = "cloudsql_refresh_strategy";
-/// Attribute of connection metrics: the IP type dialled, `PUBLIC`, `PRIVATE` or `PSC`.
+/// Attribute of connection metrics: the IP type dialled, `PUBLIC`, `PRIVATE`, `PSC` or
+/// `SQL_DATA` (the SQL Data Service tunnel).
 pub const IP_TYPE_KEY: &str = "cloudsql_ip_type";
 /// Attribute of refresh failures: the Admin API's status name (`PERMISSION_DENIED`, …) when
 /// its answer carried one.

@@ -126,7 +126,8 @@ pub(super) async fn within_login<T>(
         })?
 }
 
-async fn session<S>(instance: &Instance, client: S, issued: Issued) -> std::io::Result<()>
+/// Serves one client connection already past TLS (or carried by the SQL Data Service).
+pub(crate) async fn session<S>(instance: &Instance, client: S, issued: Issued) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
