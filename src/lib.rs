@@ -46,6 +46,9 @@ mod guide {
     struct Refresh;
     #[doc = include_str!("../docs/sqlx.md")]
     struct Sqlx;
+    #[cfg(feature = "sql-data")]
+    #[doc = include_str!("../docs/sql-data.md")]
+    struct SqlData;
     #[cfg(feature = "telemetry")]
     #[doc = include_str!("../docs/telemetry.md")]
     struct Telemetry;
