@@ -421,3 +421,111 @@ async fn iam_users_log_in_as_the_tokens_principal_on_mysql() {
         "no direct connection to the proxy"
     );
 }
+
+/// Every pool and driver crate runs over the tunnel as over direct TLS: deadpool and bb8 on
+/// tokio-postgres, sqlx on PostgreSQL and MySQL (through the local socket), tiberius on the
+/// emulator's SQL Server responder. None of them makes a direct connection to the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_pool_and_driver_runs_through_the_tunnel() {
+    use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+    let env = Env::new().await;
+    let server = env.emulator.start_sql_data().await.unwrap();
+    let connector = tunnel_builder(&env, &server).build().unwrap();
+
+    let pg = env.add(env.pg_config()).await;
+    let deadpool =
+        cloudsql::postgres::deadpool::pool_builder(connector.clone(), pg.connection_name(), trust_login())
+            .max_size(4)
+            .build()
+            .unwrap();
+    let one: i32 = deadpool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1, "deadpool");
+
+    let manager = cloudsql::postgres::bb8::CloudSqlConnectionManager::new(
+        connector.clone(),
+        pg.connection_name(),
+        trust_login(),
+    );
+    let bb8_pool = bb8::Pool::builder().max_size(4).build(manager).await.unwrap();
+    let two: i32 = bb8_pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(two, 2, "bb8");
+
+    let base = PgConnectOptions::new().username("postgres").database("postgres");
+    let sqlx_pg =
+        cloudsql::sqlx::postgres::pool(&connector, pg.connection_name(), base, PgPoolOptions::new())
+            .await
+            .unwrap();
+    let three: i32 = sqlx::query_scalar("SELECT 3").fetch_one(&sqlx_pg).await.unwrap();
+    assert_eq!(three, 3, "sqlx PostgreSQL");
+    sqlx_pg.close().await;
+
+    let my = env.add(env.mysql_config()).await;
+    let user = unique("tunnel");
+    create_mysql_user(&user, "my-password").await;
+    let base = MySqlConnectOptions::new()
+        .username(&user)
+        .password("my-password")
+        .database(MYSQL_DB);
+    let sqlx_my =
+        cloudsql::sqlx::mysql::pool(&connector, my.connection_name(), base, MySqlPoolOptions::new())
+            .await
+            .unwrap();
+    let four: i64 = sqlx::query_scalar("SELECT 4").fetch_one(&sqlx_my).await.unwrap();
+    assert_eq!(four, 4, "sqlx MySQL");
+    sqlx_my.close().await;
+
+    let mssql = env
+        .add(
+            cloudsql_emulator::InstanceConfig::sql_server(&format!(
+                "test-project:us-central1:{}",
+                unique("mssql")
+            ))
+            .sql_login("sqlserver", "S3cret!"),
+        )
+        .await;
+    let mut login = tiberius::Config::new();
+    login.authentication(tiberius::AuthMethod::sql_server("sqlserver", "S3cret!"));
+    login.database("appdb");
+    let mut client = cloudsql::mssql::connect(&connector, mssql.connection_name(), login)
+        .await
+        .unwrap();
+    let row = client
+        .simple_query("SELECT 1")
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<i32, _>(0), Some(1), "tiberius");
+
+    for inst in [&pg, &my, &mssql] {
+        assert!(
+            server.calls(inst.connection_name()) >= 1,
+            "{} tunnelled",
+            inst.connection_name()
+        );
+        assert_eq!(
+            inst.counters().connection_attempts(),
+            0,
+            "{}: no direct connection to the proxy",
+            inst.connection_name()
+        );
+    }
+}
