@@ -5,21 +5,19 @@
 //! Cloud SQL, not just our own client's idea of it.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+#[path = "conformance/python_venv.rs"]
+mod python_venv;
 #[path = "conformance/runner.rs"]
 mod runner;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use cloudsql_emulator::{CaMode, InstanceConfig, ServerCertFault};
 use serde_json::json;
 use support::*;
 
-/// A virtualenv kept outside the clone so reruns do not reinstall.
-const VENV: &str = "/var/tmp/cloudsql-conformance-venv";
-const PACKAGE: &str = "cloud-sql-python-connector[pg8000,asyncpg,pymysql]";
 const LOGIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.login";
 
 /// Every case the Python connector passes against real Cloud SQL.
@@ -58,42 +56,9 @@ const EXPECTED: &[&str] = &[
     "client CA rotation recovered by the second attempt",
 ];
 
-fn python() -> PathBuf {
-    Path::new(VENV).join("bin/python")
-}
-
-fn ensure_venv() {
-    let ready = Command::new(python())
-        .args([
-            "-c",
-            "import google.cloud.sql.connector, pg8000, asyncpg, pymysql",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if ready {
-        return;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv", VENV])
-        .status()
-        .expect("python3 runs");
-    assert!(
-        status.success(),
-        "python3 -m venv {VENV} failed; install python3-venv"
-    );
-    let status = Command::new(python())
-        .args(["-m", "pip", "install", "--quiet", PACKAGE])
-        .status()
-        .expect("pip runs");
-    assert!(
-        status.success(),
-        "pip install {PACKAGE} failed; PyPI must be reachable (the conformance suite needs Google's connector)"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn google_python_connector_finds_the_emulator_indistinguishable_from_cloud_sql() {
-    let venv = tokio::task::spawn_blocking(ensure_venv);
+    let venv = tokio::task::spawn_blocking(python_venv::ensure);
     let env = Env::new().await;
     let pg_iam_user = env
         .sa_email
@@ -163,7 +128,7 @@ async fn google_python_connector_finds_the_emulator_indistinguishable_from_cloud
 
     venv.await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/python_connector.py");
-    let mut command = tokio::process::Command::new(python());
+    let mut command = tokio::process::Command::new(python_venv::python());
     command
         .arg(script)
         .env("CONFORMANCE", config.to_string())

@@ -3,20 +3,17 @@
 //! Shares the virtualenv of `conformance_python.rs` (installed here too when missing).
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
+#[path = "conformance/python_venv.rs"]
+mod python_venv;
 #[path = "conformance/runner.rs"]
 mod runner;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use cloudsql_emulator::SqlDataFaultState;
 use serde_json::json;
 use support::*;
-
-/// The virtualenv `conformance_python.rs` also uses.
-const VENV: &str = "/var/tmp/cloudsql-conformance-venv";
-const PACKAGE: &str = "cloud-sql-python-connector[pg8000,asyncpg,pymysql]";
 
 const EXPECTED: &[&str] = &[
     "pg8000 password through the tunnel",
@@ -25,42 +22,9 @@ const EXPECTED: &[&str] = &[
     "FAILED_PRECONDITION falls back to direct TLS",
 ];
 
-fn python() -> PathBuf {
-    Path::new(VENV).join("bin/python")
-}
-
-fn ensure_venv() {
-    let ready = Command::new(python())
-        .args([
-            "-c",
-            "import google.cloud.sql.connector, google.cloud.sqladmin_v1beta4, pg8000, pymysql",
-        ])
-        .status()
-        .is_ok_and(|s| s.success());
-    if ready {
-        return;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv", VENV])
-        .status()
-        .expect("python3 runs");
-    assert!(
-        status.success(),
-        "python3 -m venv {VENV} failed; install python3-venv"
-    );
-    let status = Command::new(python())
-        .args(["-m", "pip", "install", "--quiet", PACKAGE])
-        .status()
-        .expect("pip runs");
-    assert!(
-        status.success(),
-        "pip install {PACKAGE} failed; PyPI must be reachable (the conformance suite needs Google's connector)"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn google_python_connector_tunnels_through_the_emulators_sql_data_service() {
-    let venv = tokio::task::spawn_blocking(ensure_venv);
+    let venv = tokio::task::spawn_blocking(python_venv::ensure);
     let env = Env::new().await;
     let server = env.emulator.start_sql_data().await.unwrap();
     let pg_iam_user = env
@@ -106,7 +70,7 @@ async fn google_python_connector_tunnels_through_the_emulators_sql_data_service(
 
     venv.await.unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/python_sql_data.py");
-    let mut command = tokio::process::Command::new(python());
+    let mut command = tokio::process::Command::new(python_venv::python());
     command
         .arg(script)
         .env("CONFORMANCE", config.to_string())
