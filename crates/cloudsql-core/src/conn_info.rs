@@ -43,6 +43,17 @@ impl fmt::Debug for ConnInfo {
 }
 
 impl ConnInfo {
+    /// Fails with [`Error::IamAuthnNotSupported`] when IAM authn is on for an engine without it.
+    pub(crate) fn check_iam_authn(&self, iam_authn: bool) -> Result<(), Error> {
+        match self.engine.filter(|e| iam_authn && !e.supports_iam_authn()) {
+            Some(engine) => Err(Error::IamAuthnNotSupported {
+                instance: self.name.to_string(),
+                engine,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Builds connection data from the two Admin API answers.
     pub(crate) fn new(
         name: &InstanceConnectionName,

@@ -223,12 +223,7 @@ impl Connector {
         let _ = cache_slot.set(cache.clone());
         let info = self.conn_info(name, iam_authn, &cache).await?;
         info.check_driver(options.engine)?;
-        if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
-            return Err(Error::IamAuthnNotSupported {
-                instance: name.to_string(),
-                engine,
-            });
-        }
+        info.check_iam_authn(iam_authn)?;
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
         if ip_type == IpType::SqlData {
             return self.connect_sql_data(name, info, options, stage, cache).await;
@@ -423,12 +418,7 @@ impl Connector {
         info.check_driver(options.engine)
             .map_err(|e| dns_name::named(e, instance))?;
         let iam_authn = options.iam_authn.unwrap_or(self.inner.iam_authn);
-        if iam_authn && let Some(engine) = info.engine.filter(|e| !e.supports_iam_authn()) {
-            return Err(Error::IamAuthnNotSupported {
-                instance: info.name.to_string(),
-                engine,
-            });
-        }
+        info.check_iam_authn(iam_authn)?;
         let ip_type = options.ip_type.unwrap_or(self.inner.ip_type);
         if ip_type == IpType::SqlData {
             // The tunnel goes through the Admin API's host: no address of the instance's own.
