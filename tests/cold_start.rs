@@ -204,14 +204,22 @@ async fn cold_connect_with_delays(
     key: Option<RsaKey>,
 ) -> (Duration, u64) {
     let env = Env::new().await;
+    // A user's credentials: their Admin API token comes from the token endpoint too (a service
+    // account's is a JWT it signs itself, with no request to delay).
+    let user = format!("{}@example.com", unique("dev"));
+    let user_file = env.emulator.write_authorized_user_file(&user, &env.dir).unwrap();
     let mut config = env.pg_config();
     if iam_authn {
-        config = config.iam_user(&env.sa_email, "unused-backend-password");
+        config = config.iam_user(&user, "unused-backend-password");
     }
     let instance = env.add(config).await;
     env.emulator.token_faults().delay(DELAY);
     instance.faults().admin_delay(DELAY);
-    let mut builder = env.builder().iam_authn(iam_authn).refresh_strategy(strategy);
+    let mut builder = ConnectorBuilder::default()
+        .credentials(Credentials::from_file(&user_file).unwrap())
+        .admin_api_endpoint(env.emulator.admin_api_url())
+        .iam_authn(iam_authn)
+        .refresh_strategy(strategy);
     if let Some(key) = key {
         builder = builder.rsa_key(key);
     }

@@ -153,6 +153,94 @@ async fn adc_from_a_workload_identity_federation_file() {
 }
 
 #[tokio::test]
+async fn an_executable_sourced_wif_file_logs_in_when_executables_are_allowed() {
+    const TEST: &str = "an_executable_sourced_wif_file_logs_in_when_executables_are_allowed";
+    const AUDIENCE: &str =
+        "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci/providers/exe";
+    let env = Env::new().await;
+    let target = format!("{}@test-project.iam.gserviceaccount.com", unique("exe"));
+    let backend_password = unique("pw");
+    let iam_db_user = target.strip_suffix(".gserviceaccount.com").unwrap().to_owned();
+    let inst = env
+        .add(env.pg_config_for(scram_pg()).iam_user(&target, &backend_password))
+        .await;
+    let wif_file = env.dir.join("wif-executable.json");
+    if std::env::var(CHILD).as_deref() != Ok(TEST) {
+        create_scram_role(&iam_db_user, &backend_password).await;
+        let federated = cloudsql_emulator::Emulator::federated_principal(AUDIENCE, "exe-job").unwrap();
+        env.emulator.allow_impersonation(&federated, &target);
+        let token = env
+            .emulator
+            .issue_subject_token(AUDIENCE, "exe-job", Duration::from_secs(600))
+            .unwrap();
+        // What a pluggable-auth executable prints (Google's executable-sourced credentials).
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        let response = serde_json::json!({
+            "version": 1,
+            "success": true,
+            "token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "id_token": token,
+            "expiration_time": expires,
+        });
+        let response_file = env.dir.join("executable-response.json");
+        std::fs::write(&response_file, serde_json::to_vec(&response).unwrap()).unwrap();
+        let script = env.dir.join("subject-token.sh");
+        std::fs::write(&script, format!("#!/bin/sh\ncat '{}'\n", response_file.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let json = env.emulator.external_account_json(
+            AUDIENCE,
+            serde_json::json!({"executable": {"command": script, "timeout_millis": 10000}}),
+            Some(&target),
+        );
+        std::fs::write(&wif_file, serde_json::to_vec(&json).unwrap()).unwrap();
+
+        // Here, where executables are not allowed, the refusal says how to allow them.
+        let connector = Connector::builder()
+            .credentials(Credentials::from_file(&wif_file).unwrap())
+            .admin_api_endpoint(env.emulator.admin_api_url())
+            .build()
+            .unwrap();
+        let err = connector.connect(inst.connection_name()).await.unwrap_err();
+        assert!(matches!(err, Error::Credentials { .. }), "{err:?}");
+        let text = cloudsql::core::ErrorChain(&err).to_string();
+        assert!(text.contains("subject token from an executable"), "{text}");
+        assert!(
+            text.contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES"),
+            "{text}"
+        );
+    }
+    let envs = [
+        ("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1".to_owned()),
+        ("CLOUDSQL_TEST_WIF_FILE", wif_file.display().to_string()),
+        ("CLOUDSQL_TEST_IAM_USER", iam_db_user.clone()),
+    ];
+    if let Some((api, instance)) = in_child(TEST, &env, inst.connection_name(), &envs).await {
+        let file = std::env::var("CLOUDSQL_TEST_WIF_FILE").unwrap();
+        let connector = Connector::builder()
+            .credentials(Credentials::from_file(file).unwrap())
+            .admin_api_endpoint(&api)
+            .iam_authn(true)
+            .build()
+            .unwrap();
+        let mut config = trust_login();
+        config.user(std::env::var("CLOUDSQL_TEST_IAM_USER").unwrap());
+        assert_eq!(select_one(&connector, &instance, &config).await.unwrap(), 1);
+        return;
+    }
+    assert_eq!(inst.counters().last_request().unwrap().principal, target);
+    assert!(
+        env.emulator.sts_requests() >= 2,
+        "{}",
+        env.emulator.sts_requests()
+    );
+}
+
+#[tokio::test]
 async fn adc_from_the_metadata_server() {
     const TEST: &str = "adc_from_the_metadata_server";
     let env = Env::new().await;

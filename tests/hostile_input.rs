@@ -4,7 +4,7 @@
 
 mod support;
 
-use cloudsql::core::{Error, ErrorKind};
+use cloudsql::core::{Connector, Credentials, Error, ErrorChain, ErrorKind};
 use support::*;
 
 /// An error message is short and printable, whatever the input.
@@ -155,74 +155,117 @@ async fn an_oversized_success_body_is_a_typed_error_and_not_retried() {
     assert!(inst.counters().total() <= 2, "{:?}", inst.counters().snapshot());
 }
 
+/// The two ways a token comes from the token endpoint: an IAM login token for a service account
+/// (our own OAuth2 exchange; the Admin API token is a JWT the service account signs itself), and
+/// an `authorized_user`'s Admin API token (`google-cloud-auth`'s refresh-token grant).
+enum TokenPath {
+    ServiceAccountLogin,
+    AuthorizedUserAdmin,
+}
+
+const TOKEN_PATHS: [TokenPath; 2] = [TokenPath::ServiceAccountLogin, TokenPath::AuthorizedUserAdmin];
+
+/// A connector whose first connect must ask the token endpoint along `path`.
+fn token_connector(env: &Env, path: &TokenPath) -> Connector {
+    match path {
+        TokenPath::ServiceAccountLogin => env.builder().iam_authn(true).build().unwrap(),
+        TokenPath::AuthorizedUserAdmin => {
+            let user = format!("{}@example.com", unique("dev"));
+            let file = env.emulator.write_authorized_user_file(&user, &env.dir).unwrap();
+            Connector::builder()
+                .credentials(Credentials::from_file(file).unwrap())
+                .admin_api_endpoint(env.emulator.admin_api_url())
+                .build()
+                .unwrap()
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_token_endpoint_failing_once_does_not_fail_the_connect() {
-    let env = Env::new().await;
-    let inst = env.add(env.pg_config()).await;
-    env.emulator.token_faults().status(500, Some(1));
-    let connector = env.connector();
-    assert_eq!(
-        select_one(&connector, inst.connection_name(), &trust_login())
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(
-        env.emulator.token_requests() >= 2,
-        "the token request was retried"
-    );
+    for path in &TOKEN_PATHS {
+        let env = Env::new().await;
+        let inst = env.add(env.pg_config()).await;
+        env.emulator.token_faults().status(500, Some(1));
+        let connector = token_connector(&env, path);
+        // The stream is enough: the token went into the certificate request or the Admin API
+        // calls, and the database login is not what this is about.
+        connector.connect(inst.connection_name()).await.unwrap();
+        assert!(
+            env.emulator.token_requests() >= 2,
+            "the token request was retried"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_token_endpoint_that_keeps_failing_is_a_transient_credentials_error() {
-    let env = Env::new().await;
-    let inst = env.add(env.pg_config()).await;
-    env.emulator.token_faults().status(503, None);
-    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
-    match &err {
-        Error::Credentials { source, .. } => {
-            assert!(source.is_transient(), "{source}");
-            assert!(source.to_string().contains("HTTP 503"), "{source}");
+    for path in &TOKEN_PATHS {
+        let env = Env::new().await;
+        let inst = env.add(env.pg_config()).await;
+        env.emulator.token_faults().status(503, None);
+        let err = token_connector(&env, path)
+            .connect(inst.connection_name())
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Credentials { source, .. } => {
+                assert!(source.is_transient(), "{source}");
+                let shown = ErrorChain(source).to_string();
+                assert!(shown.contains("503"), "{shown}");
+            }
+            other => panic!("expected Credentials, got {other:?}"),
         }
-        other => panic!("expected Credentials, got {other:?}"),
+        assert!(err.is_retryable());
+        assert!(env.emulator.token_requests() >= 3, "three tries in all");
+        // The certificate is never asked for without its token.
+        assert_eq!(inst.counters().calls("generateEphemeralCert"), 0);
     }
-    assert!(err.is_retryable());
-    assert!(env.emulator.token_requests() >= 3, "three tries in all");
-    assert_eq!(inst.counters().total(), 0);
 }
 
 #[tokio::test]
 async fn a_token_refusal_is_not_retried() {
-    let env = Env::new().await;
-    let inst = env.add(env.pg_config()).await;
-    env.emulator.token_faults().status(400, None);
-    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
-    match &err {
-        Error::Credentials { source, .. } => assert!(!source.is_transient(), "{source}"),
-        other => panic!("expected Credentials, got {other:?}"),
+    for path in &TOKEN_PATHS {
+        let env = Env::new().await;
+        let inst = env.add(env.pg_config()).await;
+        env.emulator.token_faults().status(400, None);
+        let err = token_connector(&env, path)
+            .connect(inst.connection_name())
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Credentials { source, .. } => assert!(!source.is_transient(), "{source}"),
+            other => panic!("expected Credentials, got {other:?}"),
+        }
+        // Each of the refresh's two Admin API calls may ask once; a retried 400 would ask 3 times.
+        assert!(
+            env.emulator.token_requests() <= 2,
+            "{}",
+            env.emulator.token_requests()
+        );
     }
-    // Each of the refresh's two Admin API calls may ask once; a retried 400 would ask 3 times.
-    assert!(
-        env.emulator.token_requests() <= 2,
-        "{}",
-        env.emulator.token_requests()
-    );
 }
 
 #[tokio::test]
 async fn a_malformed_token_answer_is_not_quoted() {
-    let env = Env::new().await;
-    let inst = env.add(env.pg_config()).await;
-    env.emulator.token_faults().malformed(true);
-    let err = env.connector().connect(inst.connection_name()).await.unwrap_err();
-    match &err {
-        Error::Credentials { source, .. } => {
-            assert!(
-                source.to_string().contains("malformed token response"),
-                "{source}"
-            );
-            assert!(!source.is_transient());
+    for path in &TOKEN_PATHS {
+        let env = Env::new().await;
+        let inst = env.add(env.pg_config()).await;
+        env.emulator.token_faults().malformed(true);
+        let err = token_connector(&env, path)
+            .connect(inst.connection_name())
+            .await
+            .unwrap_err();
+        match &err {
+            Error::Credentials { source, .. } => {
+                let shown = ErrorChain(source).to_string();
+                // The broken answer began a token: nothing of it is repeated.
+                assert!(!shown.contains("ya29"), "{shown}");
+                if let TokenPath::ServiceAccountLogin = path {
+                    assert!(shown.contains("malformed token response"), "{shown}");
+                }
+            }
+            other => panic!("expected Credentials, got {other:?}"),
         }
-        other => panic!("expected Credentials, got {other:?}"),
     }
 }

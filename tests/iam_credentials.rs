@@ -1,6 +1,7 @@
 //! Automatic IAM database login with every credential type `google-cloud-auth` reads:
 //! Workload Identity Federation (`external_account`) files, `impersonated_service_account`
-//! files and `Credentials::impersonated`, on PostgreSQL and MySQL backends that check passwords
+//! files and `Credentials::impersonated` (over credentials files and over a token of the
+//! application's own), on PostgreSQL and MySQL backends that check passwords
 //! for real. The emulator's STS and IAM Credentials API issue the tokens; its counters show they
 //! were asked.
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
@@ -244,6 +245,96 @@ async fn credentials_impersonated_logs_in_on_postgres_and_mysql() {
         .build()
         .unwrap();
     logs_in_on_both(&iam_connector(&env, credentials), &target, &instances).await;
+}
+
+#[tokio::test]
+async fn a_token_of_your_own_impersonates_on_postgres_and_mysql() {
+    let env = Env::new().await;
+    // A token the application got elsewhere (a vault, another library), for a workload identity.
+    let caller = format!("{}@example.com", unique("workload"));
+    let token = env.emulator.issue_token(
+        &caller,
+        &["https://www.googleapis.com/auth/cloud-platform"],
+        Duration::from_secs(3600),
+    );
+    let target = service_account("own-token-db");
+    let hop = service_account("own-token-hop");
+    env.emulator.allow_impersonation(&caller, &hop);
+    env.emulator.allow_impersonation(&hop, &target);
+    let instances = iam_instances(&env, &target).await;
+    let credentials = Credentials::from_token(&token)
+        .impersonated(&target)
+        .delegates([hop.as_str()])
+        .iam_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap();
+    assert!(!format!("{credentials:?}").contains(&token));
+    let connector = iam_connector(&env, credentials);
+    logs_in_on_both(&connector, &target, &instances).await;
+    // One Admin API token and one login token, each cached for its hour.
+    assert_eq!(env.emulator.generate_access_token_requests(), 2);
+    assert_eq!(env.emulator.token_requests(), 0);
+
+    // Without the Token Creator role on the first hop: a refusal that says which role, where.
+    let stranger = env.emulator.issue_token(
+        &format!("{}@example.com", unique("stranger")),
+        &["https://www.googleapis.com/auth/cloud-platform"],
+        Duration::from_secs(3600),
+    );
+    let credentials = Credentials::from_token(&stranger)
+        .impersonated(&target)
+        .delegates([hop.as_str()])
+        .iam_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap();
+    let err = iam_connector(&env, credentials)
+        .connect(instances.0.connection_name())
+        .await
+        .unwrap_err();
+    let text = chain(&err);
+    assert!(matches!(err, Error::Credentials { .. }), "{err:?}");
+    assert!(text.contains("HTTP 403"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Service Account Token Creator role (roles/iam.serviceAccountTokenCreator) on {hop}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&stranger), "{text}");
+}
+
+#[tokio::test]
+async fn a_service_accounts_admin_api_token_is_a_jwt_it_signs_itself() {
+    let env = Env::new().await;
+    let inst = env.add(env.pg_config()).await;
+    let connector = env.connector();
+    drop(connector.connect(inst.connection_name()).await.unwrap());
+    // google-cloud-auth's self-signed JWT: the Admin API knew the caller without a token request.
+    assert_eq!(env.emulator.token_requests(), 0);
+    assert_eq!(inst.counters().last_request().unwrap().principal, env.sa_email);
+
+    // An IAM login token still comes from the token endpoint, with the expiry that bounds the
+    // certificate.
+    let iam = env.builder().iam_authn(true).build().unwrap();
+    drop(iam.connect(inst.connection_name()).await.unwrap());
+    assert_eq!(env.emulator.token_requests(), 1);
+
+    // A user's Admin API token comes from google-cloud-auth's refresh-token grant.
+    let user = format!("{}@example.com", unique("dev"));
+    let file = env.emulator.write_authorized_user_file(&user, &env.dir).unwrap();
+    let connector = plain_connector(&env, Credentials::from_file(&file).unwrap());
+    drop(connector.connect(inst.connection_name()).await.unwrap());
+    assert_eq!(env.emulator.token_requests(), 2);
+    assert_eq!(inst.counters().last_request().unwrap().principal, user);
+}
+
+/// A connector without IAM authn.
+fn plain_connector(env: &Env, credentials: Credentials) -> Connector {
+    Connector::builder()
+        .credentials(credentials)
+        .admin_api_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap()
 }
 
 /// The whole error chain of a connect, checked for what it must and must not say.

@@ -1,5 +1,11 @@
 //! Pool shutdown and connector close in either order: no hang, and every task the pool, the
 //! connector and the relays started has ended afterwards.
+//!
+//! The connectors here take a token the emulator issued (`Credentials::from_token`), so the
+//! tasks counted are the pool's and the connector's own. Credentials `google-cloud-auth` reads
+//! (key files, ADC, Workload Identity Federation) keep one token-cache task of the crate's per
+//! credentials object, which ends when it next wakes after the credentials are dropped (at the
+//! latest when its token expires); `docs/credentials.md` says so.
 #![allow(clippy::unwrap_used)]
 // Tests fail loudly on purpose.
 // Each pool opener returns the future that closes the pool, to run in the order under test.
@@ -11,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use cloudsql::core::Connector;
+use cloudsql::core::{Connector, Credentials};
 use mysql_async::prelude::*;
 use support::*;
 
@@ -36,8 +42,20 @@ where
     F: FnOnce(Connector) -> Fut,
     Fut: Future<Output = Closer>,
 {
+    let token = env.emulator.issue_token(
+        &env.sa_email,
+        &[
+            "https://www.googleapis.com/auth/sqlservice.admin",
+            "https://www.googleapis.com/auth/sqlservice.login",
+        ],
+        Duration::from_secs(3600),
+    );
     let baseline = alive();
-    let connector = env.connector();
+    let connector = Connector::builder()
+        .credentials(Credentials::from_token(token))
+        .admin_api_endpoint(env.emulator.admin_api_url())
+        .build()
+        .unwrap();
     let close_pool = open(connector.clone()).await;
     match order {
         Order::PoolFirst => {

@@ -17,8 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use tokio::sync::Mutex;
+use tracing::debug;
 
+use super::oauth::TOKEN_ATTEMPTS;
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
+use crate::backoff::jittered_backoff;
 
 /// A login token counts as expiring this long before `build start + lifetime` (clock skew,
 /// and an issuer that rounds its lifetimes down).
@@ -100,47 +103,68 @@ fn reusable(last: &AccessToken, served: &str, now: SystemTime) -> bool {
     last.secret() == served && last.expires_at().is_some_and(|exp| exp >= now + MIN_LEFT)
 }
 
-impl TokenSource for GoogleAuthSource {
-    fn token(&self) -> TokenFuture<'_> {
-        Box::pin(async move {
-            let mut state = self.state.lock().await;
-            if let Some(credentials) = state.credentials.clone() {
-                match self.fetch(&credentials).await {
-                    Ok(served) => match self.lifetime {
-                        None => return Ok(AccessToken::new(served, None)),
-                        Some(_) => {
-                            if let Some(last) = state
-                                .last
-                                .clone()
-                                .filter(|last| reusable(last, &served, SystemTime::now()))
-                            {
-                                return Ok(last);
-                            }
+impl GoogleAuthSource {
+    /// One token, from the credentials object built last or a new one.
+    async fn token_once(&self, state: &mut State) -> Result<AccessToken, CredentialsError> {
+        if let Some(credentials) = state.credentials.clone() {
+            match self.fetch(&credentials).await {
+                Ok(served) => match self.lifetime {
+                    None => return Ok(AccessToken::new(served, None)),
+                    Some(_) => {
+                        if let Some(last) = state
+                            .last
+                            .clone()
+                            .filter(|last| reusable(last, &served, SystemTime::now()))
+                        {
+                            return Ok(last);
                         }
-                    },
-                    Err(error) => {
-                        // After a refusal the crate's object fails for good ("subsequent calls
-                        // will also fail"): the next call builds anew, so a fixed cause (a subject
-                        // token written late, a permission granted) is picked up.
-                        *state = State::default();
-                        return Err(error);
                     }
-                }
-            }
-            // A fresh object mints its first token after this instant.
-            let built_at = SystemTime::now();
-            let credentials = (self.build)()?;
-            let token = match self.fetch(&credentials).await {
-                Ok(token) => token,
+                },
                 Err(error) => {
+                    // After a refusal the crate's object fails for good ("subsequent calls
+                    // will also fail"): the next call builds anew, so a fixed cause (a subject
+                    // token written late, a permission granted) is picked up.
                     *state = State::default();
                     return Err(error);
                 }
-            };
-            let token = AccessToken::new(token, self.lifetime.map(|l| bounded_expiry(built_at, l)));
-            state.credentials = Some(credentials);
-            state.last = self.lifetime.map(|_| token.clone());
-            Ok(token)
+            }
+        }
+        // A fresh object mints its first token after this instant.
+        let built_at = SystemTime::now();
+        let credentials = (self.build)()?;
+        let token = match self.fetch(&credentials).await {
+            Ok(token) => token,
+            Err(error) => {
+                *state = State::default();
+                return Err(error);
+            }
+        };
+        let token = AccessToken::new(token, self.lifetime.map(|l| bounded_expiry(built_at, l)));
+        state.credentials = Some(credentials);
+        state.last = self.lifetime.map(|_| token.clone());
+        Ok(token)
+    }
+}
+
+impl TokenSource for GoogleAuthSource {
+    /// Transient failures (the token endpoint unreachable, HTTP 5xx or 429) are tried again with
+    /// jittered backoff, [`TOKEN_ATTEMPTS`] tries in all, as our own exchange does: the crate
+    /// itself tries once.
+    fn token(&self) -> TokenFuture<'_> {
+        Box::pin(async move {
+            let mut state = self.state.lock().await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.token_once(&mut state).await {
+                    Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
+                        let pause = jittered_backoff(attempt - 1);
+                        debug!(attempt, ?pause, %error, "retrying token request");
+                        tokio::time::sleep(pause).await;
+                    }
+                    result => return result,
+                }
+            }
         })
     }
 }

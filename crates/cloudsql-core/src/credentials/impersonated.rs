@@ -1,7 +1,9 @@
-//! Service-account impersonation through `google-cloud-auth`: `impersonated_service_account`
-//! files (as `gcloud auth application-default login --impersonate-service-account` writes them)
-//! and [`Credentials::impersonated`], which wraps other credentials. Tokens come from IAM
-//! Credentials' `generateAccessToken`, called with the source credentials' token.
+//! Service-account impersonation: `impersonated_service_account` files (as
+//! `gcloud auth application-default login --impersonate-service-account` writes them) and
+//! [`Credentials::impersonated`], which wraps other credentials. Tokens come from IAM
+//! Credentials' `generateAccessToken`, called with the source credentials' token: through
+//! `google-cloud-auth` for credentials it reads, through [`GenerateAccessToken`] for a fixed
+//! token or a token source of the caller's own.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use std::time::Duration;
 use google_cloud_auth::credentials::{self as gauth, impersonated};
 use serde_json::{Value, json};
 
+use super::cached::Cached;
+use super::generate_access_token::GenerateAccessToken;
 use super::google_auth::{Build, GoogleAuthSource};
 use super::{ADMIN_SCOPE, Base, Credentials, CredentialsError, LOGIN_SCOPE, build_error, require};
 
@@ -110,9 +114,8 @@ impl ImpersonationBuilder {
     /// The IAM Service Account Credentials API endpoint (default:
     /// `https://iamcredentials.{universe_domain}`), for private endpoints and emulators.
     ///
-    /// `google-cloud-auth` redirects impersonation only for credentials it reads from JSON, so
-    /// this needs base credentials from a file ([`Credentials::from_file`],
-    /// [`Credentials::from_json`], or Application Default Credentials with a file).
+    /// Honoured for every base except Application Default Credentials from the metadata server
+    /// (`google-cloud-auth` redirects impersonation only for credentials it reads from JSON).
     pub fn iam_endpoint(mut self, url: impl Into<String>) -> Self {
         self.iam_endpoint = Some(url.into().trim_end_matches('/').to_owned());
         self
@@ -120,9 +123,14 @@ impl ImpersonationBuilder {
 
     /// The impersonating credentials.
     ///
-    /// Fails when the base credentials are a fixed token or a token source of your own
-    /// (`google-cloud-auth` needs credentials it can read itself), or when an IAM endpoint is set
-    /// for base credentials that did not come from a file.
+    /// Credentials from a file or Application Default Credentials impersonate through
+    /// `google-cloud-auth`. A fixed token or a token source of your own impersonates through a
+    /// `generateAccessToken` call of the connector's, made with the token the source gives for
+    /// the Admin API (it needs the `cloud-platform` or `iam` scope); its tokens carry their exact
+    /// expiry.
+    ///
+    /// Fails when an IAM endpoint is set for Application Default Credentials that come from the
+    /// metadata server (`google-cloud-auth` cannot be redirected there).
     pub fn build(self) -> Result<Credentials, CredentialsError> {
         let universe = self
             .base
@@ -132,17 +140,15 @@ impl ImpersonationBuilder {
         let base_json = match &self.base.base {
             Base::Json(json) => Some((**json).clone()),
             Base::Adc => super::adc::adc_file_json()?,
-            Base::Custom => {
-                return Err(CredentialsError::new(
-                    "impersonation needs credentials google-cloud-auth can read (a credentials file or \
-                     Application Default Credentials), not a fixed token or a token source of your own",
-                ));
-            }
+            Base::Custom => None,
         };
         let endpoint = self
             .iam_endpoint
             .clone()
             .unwrap_or_else(|| format!("https://iamcredentials.{universe}"));
+        if matches!(self.base.base, Base::Custom) {
+            return Ok(self.over_own_tokens(&endpoint, universe));
+        }
         match base_json {
             Some(base) => {
                 let json = impersonation_json(base, &self.target, &self.delegates, &endpoint)?;
@@ -186,6 +192,30 @@ impl ImpersonationBuilder {
                 };
                 Ok(credentials(build, universe, Base::Adc))
             }
+        }
+    }
+}
+
+impl ImpersonationBuilder {
+    /// Impersonation with a fixed token or a token source of the caller's own: the source's Admin
+    /// API token calls `generateAccessToken` itself (see [`GenerateAccessToken`]).
+    fn over_own_tokens(self, endpoint: &str, universe: String) -> Credentials {
+        let delegates: Vec<String> = self.delegates.iter().map(|d| delegate_name(d)).collect();
+        let source = |scope| {
+            Cached::new(GenerateAccessToken::new(
+                self.base.admin.clone(),
+                endpoint,
+                &self.target,
+                delegates.clone(),
+                scope,
+                LIFETIME,
+            ))
+        };
+        Credentials {
+            admin: Arc::new(source(ADMIN_SCOPE)),
+            login: Arc::new(source(LOGIN_SCOPE)),
+            universe_domain: Some(universe),
+            base: Base::Custom,
         }
     }
 }
@@ -282,11 +312,19 @@ mod tests {
     }
 
     #[test]
-    fn custom_token_sources_cannot_be_impersonated() {
-        let err = Credentials::from_token("t")
+    fn custom_token_sources_impersonate_through_their_own_call() {
+        let creds = Credentials::from_token("t")
             .impersonated("sa@p.iam.gserviceaccount.com")
+            .delegates(["hop@p.iam.gserviceaccount.com"])
+            .iam_endpoint("http://127.0.0.1:1/")
             .build()
-            .unwrap_err();
-        assert!(err.to_string().contains("not a fixed token"), "{err}");
+            .unwrap();
+        let debug = format!("{creds:?}");
+        assert!(debug.contains("GenerateAccessToken"), "{debug}");
+        assert!(
+            debug.contains("projects/-/serviceAccounts/hop@p.iam.gserviceaccount.com"),
+            "{debug}"
+        );
+        assert!(!debug.contains("\"t\""), "the token stays out of Debug: {debug}");
     }
 }

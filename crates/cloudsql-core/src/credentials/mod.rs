@@ -6,20 +6,25 @@
 //! because the ephemeral certificate is only useful until then.
 //!
 //! Credential types and where their tokens come from (the repository's `docs/credentials.md`
-//! has the whole table):
-//! - `service_account` and `authorized_user` files, and the metadata server: a standard OAuth2
-//!   exchange of our own ([`oauth`]), because `google-cloud-auth` does not report token expiry
-//!   (googleapis/google-cloud-rust#2929) and the login token's expiry bounds the certificate;
-//!   Application Default Credentials' Admin API tokens come from `google-cloud-auth`;
+//! has the whole table). Admin API tokens come from Google's official `google-cloud-auth` crate
+//! for every credential type it reads. It does not report token expiry
+//! (googleapis/google-cloud-rust#2929), and a login token's expiry bounds the certificate, so:
+//! - `service_account` and `authorized_user` files, and the metadata server: login tokens from a
+//!   standard OAuth2 exchange of our own ([`oauth`]), which reports their expiry;
 //! - `external_account` (Workload Identity Federation) and `impersonated_service_account` files,
-//!   and [`Credentials::impersonated`]: every token from `google-cloud-auth`, the login token's
-//!   expiry bounded conservatively ([`google_auth`]).
+//!   and [`Credentials::impersonated`]: login tokens from `google-cloud-auth` too, their expiry
+//!   bounded conservatively ([`google_auth`]);
+//! - [`Credentials::impersonated`] over a fixed token or a token source of your own:
+//!   `generateAccessToken` called with that token ([`impersonated`]), whose answer carries the
+//!   expiry.
 
 mod adc;
 mod cached;
 mod external_account;
+mod generate_access_token;
 mod google_auth;
 mod impersonated;
+mod key_file;
 mod oauth;
 mod token;
 
@@ -33,7 +38,6 @@ pub use impersonated::ImpersonationBuilder;
 pub use token::{AccessToken, CredentialsError};
 
 use oauth::DEFAULT_UNIVERSE;
-pub(crate) use oauth::KeyFile;
 
 /// OAuth2 scope for the Cloud SQL Admin API.
 pub const ADMIN_SCOPE: &str = "https://www.googleapis.com/auth/sqlservice.admin";
@@ -143,21 +147,7 @@ impl Credentials {
                     impersonated::from_file_json(value)
                 }
             }
-            _ => {
-                let key = Arc::new(KeyFile::parse(json)?);
-                let base = serde_json::from_slice(json).map(Arc::new).map_err(|_| {
-                    CredentialsError::new("credentials file is not a JSON credentials object")
-                })?;
-                Ok(Self {
-                    universe_domain: Some(key.universe_domain().to_owned()),
-                    admin: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(
-                        key.clone(),
-                        ADMIN_SCOPE,
-                    ))),
-                    login: Arc::new(cached::Cached::new(oauth::KeyFileSource::new(key, LOGIN_SCOPE))),
-                    base: Base::Json(base),
-                })
-            }
+            _ => key_file::credentials(json),
         }
     }
 

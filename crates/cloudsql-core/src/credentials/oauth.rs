@@ -22,7 +22,7 @@ const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub(super) const DEFAULT_UNIVERSE: &str = "googleapis.com";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How many times a token is asked for in all when the endpoint fails transiently.
-const TOKEN_ATTEMPTS: u32 = 3;
+pub(super) const TOKEN_ATTEMPTS: u32 = 3;
 
 /// A parsed credentials file. Secrets stay out of `Debug`.
 pub(crate) enum KeyFile {
