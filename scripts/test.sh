@@ -16,6 +16,9 @@ else
   cargo test --workspace --all-features --no-fail-fast
 fi
 cargo test --workspace --all-features --doc
+# The core without its default features (no google-cloud-auth): key files and ADC through the
+# connector's own OAuth2 exchange.
+cargo test --quiet -p cloudsql-core --no-default-features --lib
 
 # The examples the README lists must keep working.
 for example in quickstart mysql_async_pool sqlx_postgres sqlx_mysql; do

@@ -13,15 +13,20 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+#[cfg(feature = "adc")]
+use super::ADMIN_SCOPE;
 use super::oauth::MetadataSource;
-use super::{ADMIN_SCOPE, Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource};
+use super::{Credentials, CredentialsError, LOGIN_SCOPE, TokenFuture, TokenSource};
+#[cfg(feature = "adc")]
 use crate::AccessToken;
 
 /// Admin API tokens through `google-cloud-auth`'s ADC.
+#[cfg(feature = "adc")]
 pub(crate) struct AdcAdminSource {
     credentials: OnceCell<google_cloud_auth::credentials::AccessTokenCredentials>,
 }
 
+#[cfg(feature = "adc")]
 impl AdcAdminSource {
     pub(crate) fn new() -> Self {
         Self {
@@ -30,12 +35,14 @@ impl AdcAdminSource {
     }
 }
 
+#[cfg(feature = "adc")]
 impl fmt::Debug for AdcAdminSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ApplicationDefaultCredentials")
     }
 }
 
+#[cfg(feature = "adc")]
 impl TokenSource for AdcAdminSource {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
@@ -62,13 +69,14 @@ impl TokenSource for AdcAdminSource {
     }
 }
 
-/// IAM login tokens with known expiry, from the ADC file or the metadata server.
-pub(crate) struct AdcLoginSource {
+/// Tokens with known expiry from our own exchange, with the ADC file or the metadata server: IAM
+/// login tokens, and Admin API tokens too without the `adc` feature.
+pub(crate) struct AdcExchangeSource {
     scope: &'static str,
     inner: OnceCell<Arc<dyn TokenSource>>,
 }
 
-impl AdcLoginSource {
+impl AdcExchangeSource {
     pub(crate) fn new(scope: &'static str) -> Self {
         Self {
             scope,
@@ -77,7 +85,7 @@ impl AdcLoginSource {
     }
 }
 
-impl fmt::Debug for AdcLoginSource {
+impl fmt::Debug for AdcExchangeSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApplicationDefaultLogin")
             .field("scope", &self.scope)
@@ -98,6 +106,7 @@ fn adc_file() -> Option<PathBuf> {
 }
 
 /// The ADC file's JSON, if there is a file.
+#[cfg(feature = "adc")]
 pub(crate) fn adc_file_json() -> Result<Option<serde_json::Value>, CredentialsError> {
     let Some(path) = adc_file() else {
         return Ok(None);
@@ -114,7 +123,7 @@ pub(crate) fn adc_file_json() -> Result<Option<serde_json::Value>, CredentialsEr
     })
 }
 
-impl TokenSource for AdcLoginSource {
+impl TokenSource for AdcExchangeSource {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(async move {
             let source = self

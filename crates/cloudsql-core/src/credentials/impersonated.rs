@@ -9,23 +9,31 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "adc")]
 use google_cloud_auth::credentials::{self as gauth, impersonated};
+#[cfg(feature = "adc")]
 use serde_json::{Value, json};
 
 use super::cached::Cached;
 use super::generate_access_token::GenerateAccessToken;
+#[cfg(feature = "adc")]
 use super::google_auth::{Build, GoogleAuthSource};
-use super::{ADMIN_SCOPE, Base, Credentials, CredentialsError, LOGIN_SCOPE, build_error, require};
+use super::{ADMIN_SCOPE, Base, Credentials, CredentialsError, LOGIN_SCOPE};
+#[cfg(feature = "adc")]
+use super::{build_error, require};
 
+#[cfg(feature = "adc")]
 const WHAT: &str = "impersonated service account credentials";
 
 /// The lifetime asked for impersonated tokens (Google's maximum without an org policy).
 const LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The scope the source credentials' token needs to call `generateAccessToken`.
+#[cfg(feature = "adc")]
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// Credentials from an `impersonated_service_account` file's JSON.
+#[cfg(feature = "adc")]
 pub(crate) fn from_file_json(json: Value) -> Result<Credentials, CredentialsError> {
     require(
         &json,
@@ -59,6 +67,7 @@ pub(crate) fn from_file_json(json: Value) -> Result<Credentials, CredentialsErro
     Ok(credentials(build, universe_domain, base))
 }
 
+#[cfg(feature = "adc")]
 fn credentials(build: impl Fn(&'static str) -> Build, universe_domain: String, base: Base) -> Credentials {
     Credentials {
         admin: Arc::new(GoogleAuthSource::admin(WHAT, build(ADMIN_SCOPE))),
@@ -137,21 +146,35 @@ impl ImpersonationBuilder {
             .universe_domain
             .clone()
             .unwrap_or_else(|| super::DEFAULT_UNIVERSE.to_owned());
-        let base_json = match &self.base.base {
-            Base::Json(json) => Some((**json).clone()),
-            Base::Adc => super::adc::adc_file_json()?,
-            Base::Custom => None,
-        };
         let endpoint = self
             .iam_endpoint
             .clone()
             .unwrap_or_else(|| format!("https://iamcredentials.{universe}"));
-        if matches!(self.base.base, Base::Custom) {
-            return Ok(self.over_own_tokens(&endpoint, universe));
+        match &self.base.base {
+            Base::Custom => Ok(self.over_own_tokens(&endpoint, universe)),
+            #[cfg(feature = "adc")]
+            _ => self.through_google_auth(&endpoint, universe),
+            #[cfg(not(feature = "adc"))]
+            _ => Err(CredentialsError::new(
+                "impersonating credentials from a file or Application Default Credentials needs \
+                 cloudsql-core's `adc` feature (on by default); without it, impersonate over a \
+                 token source of your own",
+            )),
         }
+    }
+}
+
+#[cfg(feature = "adc")]
+impl ImpersonationBuilder {
+    /// Impersonation of credentials `google-cloud-auth` reads: a file's JSON, or ADC.
+    fn through_google_auth(self, endpoint: &str, universe: String) -> Result<Credentials, CredentialsError> {
+        let base_json = match &self.base.base {
+            Base::Json(json) => Some((**json).clone()),
+            _ => super::adc::adc_file_json()?,
+        };
         match base_json {
             Some(base) => {
-                let json = impersonation_json(base, &self.target, &self.delegates, &endpoint)?;
+                let json = impersonation_json(base, &self.target, &self.delegates, endpoint)?;
                 let mut creds = from_file_json(json)?;
                 creds.universe_domain = Some(universe);
                 Ok(creds)
@@ -229,6 +252,7 @@ fn delegate_name(email: &str) -> String {
     }
 }
 
+#[cfg(feature = "adc")]
 /// The `impersonated_service_account` JSON for `base` impersonating `target`. A base that
 /// impersonates already becomes a longer delegation chain (the crate accepts no impersonated
 /// source).
@@ -279,6 +303,7 @@ fn impersonation_json(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "adc")]
     #[test]
     fn impersonating_an_impersonation_makes_a_chain() {
         let source = json!({"type": "authorized_user", "client_id": "c"});

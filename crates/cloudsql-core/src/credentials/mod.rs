@@ -20,8 +20,10 @@
 
 mod adc;
 mod cached;
+#[cfg(feature = "adc")]
 mod external_account;
 mod generate_access_token;
+#[cfg(feature = "adc")]
 mod google_auth;
 mod impersonated;
 mod key_file;
@@ -86,8 +88,9 @@ pub struct Credentials {
 pub(crate) enum Base {
     /// Application Default Credentials.
     Adc,
-    /// A credentials file's JSON (it holds secrets: never printed).
-    Json(Arc<serde_json::Value>),
+    /// A credentials file's JSON (it holds secrets: never printed); `google-cloud-auth` reads it
+    /// again to impersonate with it.
+    Json(#[cfg_attr(not(feature = "adc"), allow(dead_code))] Arc<serde_json::Value>),
     /// A fixed token or a token source of the caller's own.
     Custom,
 }
@@ -99,9 +102,15 @@ impl Credentials {
     /// Admin API tokens come from Google's official `google-cloud-auth` crate; IAM login tokens come
     /// from a standard OAuth2 exchange with the same credentials, so their expiry is known.
     pub fn application_default() -> Self {
+        #[cfg(feature = "adc")]
+        let admin: Arc<dyn TokenSource> = Arc::new(adc::AdcAdminSource::new());
+        // Without google-cloud-auth, the Admin API token comes from our own exchange too.
+        #[cfg(not(feature = "adc"))]
+        let admin: Arc<dyn TokenSource> =
+            Arc::new(cached::Cached::new(adc::AdcExchangeSource::new(ADMIN_SCOPE)));
         Self {
-            admin: Arc::new(adc::AdcAdminSource::new()),
-            login: Arc::new(cached::Cached::new(adc::AdcLoginSource::new(LOGIN_SCOPE))),
+            admin,
+            login: Arc::new(cached::Cached::new(adc::AdcExchangeSource::new(LOGIN_SCOPE))),
             universe_domain: None,
             base: Base::Adc,
         }
@@ -132,6 +141,14 @@ impl Credentials {
             .ok()
             .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)));
         match kind.as_deref() {
+            #[cfg(not(feature = "adc"))]
+            Some(kind @ ("external_account" | "impersonated_service_account")) => {
+                Err(CredentialsError::new(format!(
+                    "{kind} credentials files are read by google-cloud-auth, which needs cloudsql-core's \
+                 `adc` feature (on by default)"
+                )))
+            }
+            #[cfg(feature = "adc")]
             Some("external_account") | Some("impersonated_service_account") => {
                 // Parsed again only on this path; the KeyFile parser below says what is wrong
                 // with anything else without quoting it.
@@ -215,6 +232,7 @@ impl fmt::Debug for Credentials {
     }
 }
 
+#[cfg(feature = "adc")]
 /// Fails unless `json` has `field` passing `check`; the message names the field, never its value.
 fn require(
     json: &serde_json::Value,
@@ -233,6 +251,7 @@ fn require(
     }
 }
 
+#[cfg(feature = "adc")]
 /// A `google-cloud-auth` build error for `what`. Parsing errors can quote the file (secrets
 /// included), so only their kind is kept.
 fn build_error(what: &str, e: google_cloud_auth::build_errors::Error) -> CredentialsError {
@@ -262,5 +281,53 @@ impl TokenSource for Fixed {
     fn token(&self) -> TokenFuture<'_> {
         let token = self.0.clone();
         Box::pin(async move { Ok(token) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file_json() -> Vec<u8> {
+        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).unwrap();
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        serde_json::to_vec(&serde_json::json!({
+            "type": "service_account",
+            "client_email": "sa@p.iam.gserviceaccount.com",
+            "private_key": pem,
+            "token_uri": "http://127.0.0.1:9/token",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_key_files_admin_tokens_come_from_google_cloud_auth_when_it_is_built_in() {
+        let credentials = Credentials::from_json(&key_file_json()).unwrap();
+        let admin = format!("{:?}", credentials.admin);
+        if cfg!(feature = "adc") {
+            assert!(admin.contains("GoogleAuthSource"), "{admin}");
+        } else {
+            assert!(admin.contains("KeyFileSource"), "{admin}");
+        }
+        // Login tokens carry their expiry: always our own exchange.
+        assert!(format!("{:?}", credentials.login).contains("KeyFileSource"));
+    }
+
+    #[cfg(not(feature = "adc"))]
+    #[test]
+    fn without_adc_the_files_only_google_cloud_auth_reads_name_the_feature() {
+        for kind in ["external_account", "impersonated_service_account"] {
+            let json = serde_json::json!({"type": kind, "audience": "a"});
+            let err = Credentials::from_json(&serde_json::to_vec(&json).unwrap()).unwrap_err();
+            assert!(err.to_string().contains("`adc` feature"), "{err}");
+            assert!(err.to_string().contains(kind), "{err}");
+        }
+        let err = Credentials::from_json(&key_file_json())
+            .unwrap()
+            .impersonated("t@p.iam.gserviceaccount.com")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("`adc` feature"), "{err}");
     }
 }
