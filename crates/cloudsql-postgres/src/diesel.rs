@@ -9,7 +9,7 @@
 //!
 //! diesel's `ConnectionError` has no variant that carries another error, except
 //! `CouldntSetupConfiguration` through `diesel::result::Error::QueryBuilderError`: a failed
-//! connect comes back as that, holding this crate's [`Error`](crate::Error) (its text is exactly
+//! connect comes back as that, holding this crate's [`Error`] (its text is exactly
 //! that error's). [`cloudsql_error`] and [`connector_error`] find it again inside diesel's,
 //! diesel-async's and deadpool's errors, whose `source()` chains skip it.
 
@@ -154,7 +154,7 @@ pub fn pool_builder_with(
     Pool::builder(manager(connector, instance, config, options))
 }
 
-/// This crate's [`Error`](crate::Error) inside `error`: a diesel `ConnectionError` from
+/// This crate's [`Error`] inside `error`: a diesel `ConnectionError` from
 /// [`connect`], a diesel-async `PoolError`, a deadpool `PoolError` from `pool.get()`, or any
 /// error whose source chain holds one of these.
 ///
