@@ -10,6 +10,8 @@
 //! `PGUSER` / `PGPASSWORD` / `PGDATABASE` (default: postgres, empty, postgres) choose the admin
 //! login; it must be allowed to create roles (it creates, then drops, the IAM user's role).
 
+use std::hash::BuildHasher;
+
 use cloudsql::core::{Connector, Credentials, DialOptions};
 use cloudsql_emulator::{Emulator, InstanceConfig};
 use diesel::prelude::*;
@@ -60,8 +62,11 @@ async fn current_user(pool: &Pool<AsyncPgConnection>) -> anyhow::Result<String> 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let emulator = Emulator::start().await?;
-    // The emulator logs the IAM user in to the backend with this password.
-    let backend_password = format!("emulator-only-{}", std::process::id());
+    // The emulator logs the IAM user in to the backend with this password (random per run).
+    let backend_password = format!(
+        "emulator-only-{:016x}",
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+    );
     let instance = emulator
         .add_instance(
             InstanceConfig::new(
