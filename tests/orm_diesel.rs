@@ -88,6 +88,8 @@ async fn dsl_queries_run_on_a_pool_of_several_connections() {
     .max_size(4)
     .build()
     .unwrap();
+    let manager = format!("{:?}", pool.manager());
+    assert!(!manager.contains("orm-password"), "{manager}");
 
     // Three connections checked out at once: three sessions, each through the connector.
     let mut conns = Vec::new();

@@ -67,6 +67,7 @@ async fn entities_round_trip_on_a_pool_of_several_connections() {
     )
     .await
     .unwrap();
+    assert!(!format!("{db:?}").contains("orm-password"), "{db:?}");
     create_notes(&db).await;
 
     // Three transactions open at once hold three pooled connections, each its own session.
