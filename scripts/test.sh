@@ -34,3 +34,9 @@ cargo run --quiet --example dns_failover
 # The telemetry example needs its feature.
 echo "--- cargo run --example telemetry --features telemetry"
 cargo run --quiet --example telemetry --features telemetry
+
+# The ORM examples need their features.
+echo "--- cargo run --example seaorm --features sea-orm"
+cargo run --quiet --example seaorm --features sea-orm
+echo "--- cargo run --example diesel_async --features diesel-async"
+cargo run --quiet --example diesel_async --features diesel-async

@@ -38,6 +38,9 @@ mod guide {
     struct Mssql;
     #[doc = include_str!("../docs/mysql.md")]
     struct Mysql;
+    #[cfg(all(feature = "sea-orm", feature = "diesel-async"))]
+    #[doc = include_str!("../docs/orm.md")]
+    struct Orm;
     #[doc = include_str!("../docs/performance.md")]
     struct Performance;
     #[doc = include_str!("../docs/postgres.md")]

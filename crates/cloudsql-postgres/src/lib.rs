@@ -12,6 +12,9 @@ pub mod bb8;
 #[cfg(feature = "deadpool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
 pub mod deadpool;
+#[cfg(feature = "diesel-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "diesel-async")))]
+pub mod diesel;
 
 pub use cloudsql_core;
 pub use connect::{CloudSqlConnection, connect, connect_with};
