@@ -4,7 +4,7 @@
 #![cfg_attr(
     not(all(feature = "postgres", feature = "deadpool")),
     doc = "Secure, IAM-authorized connections to Google Cloud SQL. Turn on the drivers you use \
-           with features (`postgres`, `deadpool`, `bb8`, `mysql`, `mssql`, `sqlx-postgres`, \
+           with features (`dns` (default), `postgres`, `deadpool`, `bb8`, `mysql`, `mssql`, `sqlx-postgres`, \
            `sqlx-mysql`, `emulator`, `telemetry`, `sql-data`); the crate README has the whole table."
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
