@@ -63,6 +63,7 @@ async fn warmup_caches_the_certificate_of_the_iam_mode_asked_for() {
     assert_eq!(inst.counters().calls("generateEphemeralCert"), 1);
 }
 
+#[cfg(feature = "dns")]
 #[tokio::test]
 async fn warmup_resolves_a_dns_name_once_for_the_connect() {
     let env = Env::new().await;

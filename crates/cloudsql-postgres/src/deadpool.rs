@@ -8,7 +8,8 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Config};
 
 use crate::Error;
-use crate::connect::{connect_with, into_postgres_error};
+use crate::connect::connect_with;
+use crate::failed_stream::into_postgres_error;
 
 /// deadpool-postgres' connect hook, backed by the connector.
 ///

@@ -5,6 +5,8 @@
 
 mod connect;
 mod error;
+#[cfg(feature = "deadpool")]
+mod failed_stream;
 
 #[cfg(feature = "bb8")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bb8")))]

@@ -9,28 +9,42 @@
 //! A failure says whether it is permanent (the name does not exist, has no usable record, loops,
 //! or the Admin API answered 403/404) or may pass (timeouts, SERVFAIL, 5xx): failover closes
 //! connections on the first kind only.
+//!
+//! The DNS queries (TXT, CNAME, A/AAAA) need the `dns` feature (hickory-resolver). Without it,
+//! Cloud SQL's own instance names still resolve (through the Admin API alone); write endpoints
+//! and custom names fail with [`Error::Config`] saying the feature is needed.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Mutex, PoisonError};
+#[cfg(feature = "dns")]
 use std::time::Duration;
 
+#[cfg(feature = "dns")]
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+#[cfg(feature = "dns")]
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+#[cfg(feature = "dns")]
 use hickory_resolver::proto::rr::{RData, RecordType};
+#[cfg(feature = "dns")]
 use hickory_resolver::{Resolver, TokioResolver};
+#[cfg(feature = "dns")]
 use tokio::sync::OnceCell;
 
 use crate::admin_api::AdminClient;
+#[cfg(feature = "dns")]
 use crate::excerpt::excerpt;
 use crate::{Error, InstanceConnectionName};
 
 /// How long one DNS request waits for an answer.
+#[cfg(feature = "dns")]
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The bound on the DNS part of a lookup (TXT query, CNAME walk), whatever the resolver does:
 /// with the DNS server down, a first lookup fails within this.
+#[cfg(feature = "dns")]
 pub(crate) const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// CNAMEs followed, at most, when looking for a loop (the resolver gives up after 8).
+#[cfg(feature = "dns")]
 const MAX_CNAME_HOPS: usize = 16;
 
 /// Whether `input` is shaped like a DNS name rather than a connection name.
@@ -106,6 +120,7 @@ impl Failed {
         }
     }
 
+    #[cfg(feature = "dns")]
     fn transient(error: Error) -> Self {
         Self {
             error,
@@ -127,18 +142,21 @@ impl Failed {
 }
 
 /// Why a TXT lookup found no connection name: a message for the user, and whether it is final.
+#[cfg(feature = "dns")]
 struct NoTxt {
     detail: String,
     permanent: bool,
 }
 
 /// The first TXT value, in sorted order, that parses as a connection name.
+#[cfg(feature = "dns")]
 pub(crate) fn pick_connection_name(mut values: Vec<String>) -> Option<InstanceConnectionName> {
     values.sort();
     values.iter().find_map(|v| v.trim().parse().ok())
 }
 
 /// Where a chain of CNAMEs starting at a name leads.
+#[cfg(feature = "dns")]
 #[derive(Debug, PartialEq, Eq)]
 enum Chain {
     /// The chain ends (or cannot be followed further).
@@ -150,6 +168,7 @@ enum Chain {
 }
 
 /// What the chain `names` (each the CNAME target of the one before) is, so far.
+#[cfg(feature = "dns")]
 fn classify(names: &[String]) -> Option<Chain> {
     let (last, before) = names.split_last()?;
     if before.contains(last) {
@@ -161,6 +180,7 @@ fn classify(names: &[String]) -> Option<Chain> {
     }
 }
 
+#[cfg(feature = "dns")]
 impl NoTxt {
     fn permanent(detail: String) -> Self {
         Self {
@@ -173,6 +193,7 @@ impl NoTxt {
 /// The DNS resolver, built on first use, and the lookups made with it.
 pub(crate) struct Lookup {
     nameserver: Option<SocketAddr>,
+    #[cfg(feature = "dns")]
     resolver: OnceCell<TokioResolver>,
     /// Cloud SQL instance names resolved so far (they never move), by lower-case name.
     instances: Mutex<HashMap<String, InstanceConnectionName>>,
@@ -182,6 +203,7 @@ impl Lookup {
     pub(crate) fn new(nameserver: Option<SocketAddr>) -> Self {
         Self {
             nameserver,
+            #[cfg(feature = "dns")]
             resolver: OnceCell::new(),
             instances: Mutex::new(HashMap::new()),
         }
@@ -190,7 +212,10 @@ impl Lookup {
     pub(crate) fn nameserver(&self) -> Option<SocketAddr> {
         self.nameserver
     }
+}
 
+#[cfg(feature = "dns")]
+impl Lookup {
     async fn resolver(&self, name: &str) -> Result<&TokioResolver, Error> {
         self.resolver
             .get_or_try_init(|| async {
@@ -228,7 +253,9 @@ impl Lookup {
             })
             .await
     }
+}
 
+impl Lookup {
     /// The connection name `name` (lower case, no trailing dot) stands for.
     pub(crate) async fn run(
         &self,
@@ -237,6 +264,9 @@ impl Lookup {
     ) -> Result<InstanceConnectionName, Failed> {
         match NameKind::of(name) {
             NameKind::Instance => self.instance(name, admin).await,
+            #[cfg(not(feature = "dns"))]
+            NameKind::WriteEndpoint | NameKind::Custom => Err(Failed::permanent(needs_dns_feature(name))),
+            #[cfg(feature = "dns")]
             NameKind::WriteEndpoint => {
                 let followed = tokio::time::timeout(DNS_TIMEOUT, self.follow_to_instance(name))
                     .await
@@ -251,6 +281,7 @@ impl Lookup {
                     None => self.txt_name(name).await,
                 }
             }
+            #[cfg(feature = "dns")]
             NameKind::Custom => self.txt_name(name).await,
         }
     }
@@ -285,6 +316,28 @@ impl Lookup {
         self.instances.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Without the `dns` feature there is no resolver to find a custom name's own address: the
+    /// connect dials the address in the instance's metadata. (No custom name gets this far
+    /// without the feature: it cannot be resolved to an instance in the first place.)
+    #[cfg(not(feature = "dns"))]
+    pub(crate) async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+        Err(needs_dns_feature(name).to_string())
+    }
+}
+
+/// The error for a DNS name that needs DNS queries when the `dns` feature is off.
+#[cfg(not(feature = "dns"))]
+fn needs_dns_feature(name: &str) -> Error {
+    Error::config(format!(
+        "instance DNS name `{}` needs DNS lookups (TXT/CNAME records), which need the `dns` feature \
+         of cloudsql-core (on by default; also forwarded by the driver crates and the `cloudsql` \
+         facade); enable it, or connect with the connection name PROJECT:REGION:INSTANCE",
+        crate::excerpt::excerpt(name)
+    ))
+}
+
+#[cfg(feature = "dns")]
+impl Lookup {
     /// The connection name in the TXT records of `name`.
     async fn txt_name(&self, name: &str) -> Result<InstanceConnectionName, Failed> {
         let fqdn = format!("{name}.");
@@ -570,6 +623,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "dns")]
     #[test]
     fn the_first_sorted_valid_txt_value_wins() {
         let values = vec![
@@ -582,6 +636,7 @@ mod tests {
         assert!(pick_connection_name(vec!["nothing".into()]).is_none());
     }
 
+    #[cfg(feature = "dns")]
     #[test]
     fn cname_chains_are_classified() {
         let chain = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
@@ -598,5 +653,62 @@ mod tests {
         let long: Vec<String> = (0..=MAX_CNAME_HOPS).map(|i| format!("n{i}")).collect();
         assert_eq!(classify(&long), Some(Chain::TooLong));
         assert_eq!(classify(&[]), None);
+    }
+
+    /// Without the `dns` feature, a name that needs DNS queries is a configuration error that
+    /// names the feature, before any query or Admin API call (the Admin API here is unreachable).
+    #[cfg(not(feature = "dns"))]
+    #[tokio::test]
+    async fn without_the_dns_feature_custom_names_and_write_endpoints_are_config_errors() {
+        let admin = AdminClient::new(
+            "http://127.0.0.1:9".into(),
+            "test".into(),
+            None,
+            crate::Credentials::from_token("t").admin,
+        )
+        .unwrap();
+        let lookup = Lookup::new(None);
+        for name in ["db.example.com", "w1.global.sql-psc.goog"] {
+            let failed = lookup.run(name, &admin).await.unwrap_err();
+            assert!(failed.permanent, "{name}");
+            match &failed.error {
+                Error::Config { message } => {
+                    assert!(message.contains("`dns` feature"), "{message}");
+                    assert!(message.contains(name), "{message}");
+                }
+                other => panic!("{name}: expected Error::Config, got {other:?}"),
+            }
+        }
+        assert!(lookup.addresses("db.example.com").await.is_err());
+        // Cloud SQL's own instance names still go to the Admin API (unreachable here, and
+        // retried: the call is still running, or failed with something other than Config).
+        let instance = lookup.run("a.b.us-central1.sql.goog", &admin);
+        if let Ok(result) = tokio::time::timeout(std::time::Duration::from_millis(100), instance).await {
+            let failed = result.unwrap_err();
+            assert!(
+                !matches!(failed.error, Error::Config { .. }),
+                "{:?}",
+                failed.error
+            );
+        }
+    }
+
+    /// The same through the public API: a connect by custom DNS name fails with the typed
+    /// config error (not retryable), one by connection name does not.
+    #[cfg(not(feature = "dns"))]
+    #[tokio::test]
+    async fn without_the_dns_feature_a_connect_by_custom_name_is_a_config_error() {
+        let connector = crate::Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .admin_api_endpoint("http://127.0.0.1:9")
+            .timeout(std::time::Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let error = connector.connect("orders.db.example.com").await.unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Config, "{error:?}");
+        assert!(error.to_string().contains("`dns` feature"), "{error}");
+        let error = connector.connect("p:r:i").await.unwrap_err();
+        assert!(!matches!(error, Error::Config { .. }), "{error:?}");
+        connector.close().await;
     }
 }
