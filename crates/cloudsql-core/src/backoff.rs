@@ -14,7 +14,7 @@ pub(crate) fn backoff(retry: u32, jitter: f64) -> Duration {
 
 /// [`backoff`] with a random jitter.
 pub(crate) fn jittered_backoff(retry: u32) -> Duration {
-    backoff(retry, 0.5 + rand::random::<f64>())
+    backoff(retry, 0.5 + crate::random::random_unit())
 }
 
 /// Whether an HTTP status is worth retrying: server errors and quota (429).

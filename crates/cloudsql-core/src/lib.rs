@@ -23,6 +23,7 @@ mod local_socket;
 mod mdx;
 pub mod metadata_exchange;
 mod options;
+mod random;
 mod refresh;
 #[cfg(feature = "sql-data")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]

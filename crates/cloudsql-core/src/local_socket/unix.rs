@@ -18,7 +18,11 @@ pub(super) fn private_dir(dir: Option<&Path>) -> Result<(PathBuf, bool), Error> 
     let (dir, fresh) = match dir {
         Some(dir) => (dir.to_path_buf(), false),
         None => {
-            let name = format!("cloudsql-{}-{:016x}", std::process::id(), rand::random::<u64>());
+            let name = format!(
+                "cloudsql-{}-{:016x}",
+                std::process::id(),
+                u64::from_le_bytes(crate::random::random_bytes())
+            );
             (std::env::temp_dir().join(name), true)
         }
     };

@@ -157,8 +157,6 @@ impl Tunnel {
 
 /// 128 random bits, hex: unguessable, as the API asks.
 fn session_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
+    let bytes: [u8; 16] = crate::random::random_bytes();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

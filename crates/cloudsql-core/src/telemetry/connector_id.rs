@@ -3,7 +3,7 @@
 
 /// A new random UUID v4, such as `0f8c5c2e-7b1d-4a3e-9c55-2d4e1f7a9b10`.
 pub(super) fn connector_id() -> String {
-    let mut bytes: [u8; 16] = rand::random();
+    let mut bytes: [u8; 16] = crate::random::random_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
