@@ -21,7 +21,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bb8::{Builder, ErrorSink, Pool, PooledConnection, RunError};
+use bb8::ErrorSink;
+/// bb8's pool types, re-exported so that an application needs no `bb8` dependency of its own.
+pub use bb8::{Builder, Pool, PooledConnection, RunError};
 use cloudsql_core::{Connector, DialOptions};
 use tokio::sync::watch;
 use tokio_postgres::{Client, Config};

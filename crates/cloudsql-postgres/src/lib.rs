@@ -20,5 +20,10 @@ pub mod diesel;
 
 pub use cloudsql_core;
 pub use connect::{CloudSqlConnection, connect, connect_with};
+/// deadpool-postgres, re-exported so that an application needs no dependency of its own on it
+/// (`cloudsql_postgres::deadpool_postgres::Pool`).
+#[cfg(feature = "deadpool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
+pub use deadpool_postgres;
 pub use error::{Error, connector_error};
 pub use tokio_postgres;
