@@ -13,11 +13,11 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tracing::debug;
 
-use super::oauth::{TOKEN_ATTEMPTS, json_error_position};
+use super::oauth::json_error_position;
+use super::retry::retry_transient;
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
-use crate::backoff::{jittered_backoff, retryable_status};
+use crate::backoff::retryable_status;
 use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
 use crate::excerpt::excerpt;
 
@@ -170,21 +170,8 @@ impl fmt::Debug for GenerateAccessToken {
 }
 
 impl TokenSource for GenerateAccessToken {
-    /// Transient failures are tried again with jittered backoff, [`TOKEN_ATTEMPTS`] tries in all.
+    /// Transient failures are tried again, as [`retry_transient`] says.
     fn token(&self) -> TokenFuture<'_> {
-        Box::pin(async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.once().await {
-                    Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
-                        let pause = jittered_backoff(attempt - 1);
-                        debug!(attempt, ?pause, %error, "retrying generateAccessToken");
-                        tokio::time::sleep(pause).await;
-                    }
-                    result => return result,
-                }
-            }
-        })
+        Box::pin(retry_transient("generateAccessToken", || self.once()))
     }
 }

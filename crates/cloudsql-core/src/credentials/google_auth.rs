@@ -17,11 +17,9 @@ use std::time::{Duration, SystemTime};
 
 use google_cloud_auth::credentials::AccessTokenCredentials;
 use tokio::sync::Mutex;
-use tracing::debug;
 
-use super::oauth::TOKEN_ATTEMPTS;
+use super::retry::retry_transient;
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
-use crate::backoff::jittered_backoff;
 
 /// A login token counts as expiring this long before `build start + lifetime` (clock skew,
 /// and an issuer that rounds its lifetimes down).
@@ -147,25 +145,13 @@ impl GoogleAuthSource {
 }
 
 impl TokenSource for GoogleAuthSource {
-    /// Transient failures (the token endpoint unreachable, HTTP 5xx or 429) are tried again with
-    /// jittered backoff, [`TOKEN_ATTEMPTS`] tries in all, as our own exchange does: the crate
-    /// itself tries once.
+    /// Transient failures (the token endpoint unreachable, HTTP 5xx or 429) are tried again, as
+    /// [`retry_transient`] says: the crate itself tries once.
     fn token(&self) -> TokenFuture<'_> {
-        Box::pin(async move {
+        Box::pin(retry_transient("token request", || async {
             let mut state = self.state.lock().await;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.token_once(&mut state).await {
-                    Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
-                        let pause = jittered_backoff(attempt - 1);
-                        debug!(attempt, ?pause, %error, "retrying token request");
-                        tokio::time::sleep(pause).await;
-                    }
-                    result => return result,
-                }
-            }
-        })
+            self.token_once(&mut state).await
+        }))
     }
 }
 

@@ -28,6 +28,7 @@ mod google_auth;
 mod impersonated;
 mod key_file;
 mod oauth;
+mod retry;
 mod token;
 
 use std::fmt;

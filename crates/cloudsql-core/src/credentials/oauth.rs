@@ -6,23 +6,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::retry::retry_transient;
+use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
+use crate::backoff::retryable_status;
+use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
+use crate::excerpt::excerpt;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use tracing::debug;
-
-use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
-use crate::backoff::{jittered_backoff, retryable_status};
-use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
-use crate::excerpt::excerpt;
 
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub(super) const DEFAULT_UNIVERSE: &str = "googleapis.com";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// How many times a token is asked for in all when the endpoint fails transiently.
-pub(super) const TOKEN_ATTEMPTS: u32 = 3;
 
 /// A parsed credentials file. Secrets stay out of `Debug`.
 pub(crate) enum KeyFile {
@@ -212,24 +209,16 @@ pub(super) fn json_error_position(e: &serde_json::Error) -> String {
 }
 
 /// Asks a token endpoint for a token, trying again after transient failures (HTTP 5xx and 429,
-/// connection errors, broken-off answers) with jittered backoff, up to [`TOKEN_ATTEMPTS`] tries.
+/// connection errors, broken-off answers), as [`retry_transient`] says.
 async fn exchange(
     endpoint: &str,
     request: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<AccessToken, CredentialsError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    retry_transient("token request", || async {
         let sent = request().timeout(Duration::from_secs(30)).send().await;
-        match read_token_response(sent, endpoint).await {
-            Err(error) if error.is_transient() && attempt < TOKEN_ATTEMPTS => {
-                let pause = jittered_backoff(attempt - 1);
-                debug!(attempt, ?pause, %error, "retrying token request");
-                tokio::time::sleep(pause).await;
-            }
-            result => return result,
-        }
-    }
+        read_token_response(sent, endpoint).await
+    })
+    .await
 }
 
 /// Reads a token endpoint's answer, marking failures worth another try as transient.
