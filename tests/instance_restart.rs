@@ -94,8 +94,10 @@ where
         .collect();
 
     tokio::time::sleep(BEFORE).await;
-    inst.stop();
+    // Taken before stop(): stop() closes live connections as it goes, and a worker on the other
+    // core can record the failure before stop() returns.
     let stopped = Instant::now();
+    inst.stop();
     tokio::time::sleep(OUTAGE).await;
     inst.start();
     let started = Instant::now();
