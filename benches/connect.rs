@@ -12,15 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::KeyPair as _;
 use cloudsql::core::{Connector, Credentials, RefreshStrategy};
 use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 const WARM_ITERATIONS: usize = 300;
 const COLD_ITERATIONS: usize = 15;
@@ -40,92 +33,19 @@ fn pg_config() -> tokio_postgres::Config {
     config
 }
 
-/// The floor: what a hand-written client with a ready certificate must do at least.
-struct Floor {
-    tls: TlsConnector,
-    addr: (String, u16),
-    server_name: ServerName<'static>,
-}
+#[path = "support/floor.rs"]
+mod floor;
+use floor::Floor;
 
-impl Floor {
-    async fn new(emulator: &Emulator, instance: &cloudsql_emulator::Instance) -> anyhow::Result<Self> {
-        let token = emulator.issue_token(
-            "bench@bench-project.iam.gserviceaccount.com",
-            &["https://www.googleapis.com/auth/sqlservice.admin"],
-            Duration::from_secs(3600),
-        );
-        let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("keygen"))?;
-        let spki = key.public_key().as_der().map_err(|_| anyhow::anyhow!("spki"))?;
-        let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
-        let (project, instance_id) = {
-            let parts: Vec<&str> = instance.connection_name().split(':').collect();
-            (parts[0].to_owned(), parts[2].to_owned())
-        };
-        let http = reqwest::Client::new();
-        let base = format!(
-            "{}/sql/v1beta4/projects/{project}/instances/{instance_id}",
-            emulator.admin_api_url()
-        );
-        let settings: serde_json::Value = http
-            .get(format!("{base}/connectSettings"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let cert: serde_json::Value = http
-            .post(format!("{base}:generateEphemeralCert"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"public_key": public_pem}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(
-            settings["serverCaCert"]["cert"]
-                .as_str()
-                .unwrap_or_default()
-                .as_bytes(),
-        ) {
-            roots.add(ca?)?;
-        }
-        let client_cert = CertificateDer::from_pem_slice(
-            cert["ephemeralCert"]["cert"]
-                .as_str()
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        let pkcs8 = key.as_der().map_err(|_| anyhow::anyhow!("pkcs8"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![client_cert],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.as_ref().to_vec())),
-            )?;
-        Ok(Self {
-            tls: TlsConnector::from(Arc::new(config)),
-            addr: (
-                instance.public_ip().map(|ip| ip.to_string()).unwrap_or_default(),
-                3307,
-            ),
-            server_name: ServerName::try_from(instance.dns_name().unwrap_or_default().to_owned())?,
-        })
-    }
-
-    async fn connect_first_row(&self) -> anyhow::Result<()> {
-        let tcp = TcpStream::connect((self.addr.0.as_str(), self.addr.1)).await?;
-        tcp.set_nodelay(true)?;
-        let tls = self.tls.connect(self.server_name.clone(), tcp).await?;
-        let mut config = pg_config();
-        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-        let (client, connection) = config.connect_raw(tls, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        let _: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
-        Ok(())
-    }
+/// The floor's connect → first row: a TLS connection with the certificate issued beforehand.
+async fn floor_first_row(floor: &Floor) -> anyhow::Result<()> {
+    let tls = floor.connect().await?;
+    let mut config = pg_config();
+    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (client, connection) = config.connect_raw(tls, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let _: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    Ok(())
 }
 
 async fn connector_first_row(connector: &Connector, instance: &str) -> anyhow::Result<()> {
@@ -178,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
     let connector = build()?;
     // Warm up both paths (and the backend's caches).
     for _ in 0..20 {
-        floor.connect_first_row().await?;
+        floor_first_row(&floor).await?;
         connector_first_row(&connector, &name).await?;
     }
 
@@ -192,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         for floor_turn in [i % 2 == 0, i % 2 != 0] {
             let t = Instant::now();
             if floor_turn {
-                floor.connect_first_row().await?;
+                floor_first_row(&floor).await?;
                 floor_samples.push(t.elapsed());
             } else {
                 connector_first_row(&connector, &name).await?;
@@ -258,7 +178,7 @@ async fn outage(
     let background = build_with(RefreshStrategy::Background)?;
     let lazy = build_with(RefreshStrategy::Lazy)?;
     for _ in 0..10 {
-        floor.connect_first_row().await?;
+        floor_first_row(&floor).await?;
         connector_first_row(&background, &name).await?;
         connector_first_row(&lazy, &name).await?;
     }
@@ -270,7 +190,7 @@ async fn outage(
     let (mut floor_samples, mut bg_samples, mut lazy_samples) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..OUTAGE_ITERATIONS {
         let t = Instant::now();
-        floor.connect_first_row().await?;
+        floor_first_row(&floor).await?;
         floor_samples.push(t.elapsed());
         let t = Instant::now();
         connector_first_row(&background, &name).await?;
@@ -307,7 +227,7 @@ async fn outage(
                     let t = Instant::now();
                     match connector {
                         Some(c) => connector_first_row(&c, &name).await?,
-                        None => floor.connect_first_row().await?,
+                        None => floor_first_row(&floor).await?,
                     }
                     Ok::<_, anyhow::Error>(t.elapsed())
                 })

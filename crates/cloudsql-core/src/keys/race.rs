@@ -17,6 +17,7 @@
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tracing::debug;
 
@@ -57,6 +58,7 @@ struct Race {
     deliver: Mutex<Option<Deliver>>,
     failed: AtomicUsize,
     width: usize,
+    started: Instant,
 }
 
 impl Race {
@@ -73,6 +75,8 @@ impl Race {
         match outcome {
             Ok(key) => {
                 if let Some(deliver) = deliver.take() {
+                    let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+                    debug!(racers = self.width, elapsed_ms, "RSA key generated");
                     deliver(Ok(key));
                 }
             }
@@ -96,6 +100,7 @@ pub(super) fn start(width: usize, deliver: impl FnOnce(Result<ClientKey, Error>)
         deliver: Mutex::new(Some(Box::new(deliver))),
         failed: AtomicUsize::new(0),
         width,
+        started: Instant::now(),
     });
     debug!(racers = width, "generating the RSA key");
     for _ in 0..width {
@@ -174,6 +179,7 @@ mod tests {
             }))),
             failed: AtomicUsize::new(0),
             width: 2,
+            started: Instant::now(),
         };
         race.offer(Err(Error::config("first racer failed")));
         assert_eq!(delivered.load(Ordering::SeqCst), 0, "one racer is still running");
