@@ -619,6 +619,23 @@ mod tests {
             err.to_string().contains("must start with http:// or https://"),
             "{err}"
         );
+        for (endpoint, why) in [
+            ("https://sql test", "is not a valid URL"),
+            (
+                "https://user:secret@sql.test",
+                "must not hold a user name or password",
+            ),
+            ("https://sql.test/?alt=json", "must not have a query"),
+        ] {
+            let err = Connector::builder()
+                .credentials(crate::Credentials::from_token("t"))
+                .admin_api_endpoint(endpoint)
+                .build()
+                .unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{endpoint}: {err:?}");
+            assert!(err.to_string().contains(why), "{endpoint}: {err}");
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
         let err = Connector::builder()
             .credentials(crate::Credentials::from_token("t"))
             .timeout(Duration::ZERO)

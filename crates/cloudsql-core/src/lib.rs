@@ -5,7 +5,6 @@
 
 mod admin_api;
 mod backoff;
-mod capped_body;
 mod conn_info;
 mod connector;
 mod credentials;

@@ -8,14 +8,14 @@ pub(crate) use retry::Attempts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
+use ::http::header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::backoff::{jittered_backoff, retryable_status};
-use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT, Prefix};
 use crate::credentials::{AccessToken, TokenSource};
 use crate::excerpt::{excerpt, excerpt_bytes};
+use crate::http::{self, BODY_LIMIT, BaseUrl, BodyError, ERROR_BODY_LIMIT, Prefix, Request};
 use crate::{Error, InstanceConnectionName};
 
 /// How long one Admin API request may take.
@@ -25,23 +25,30 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// client.
 #[derive(Debug)]
 pub(crate) struct AdminClient {
-    http: reqwest::Client,
-    base_url: String,
+    http: &'static http::Client,
+    base_url: BaseUrl,
     user_agent: String,
     quota_project: Option<String>,
     token_source: Arc<dyn TokenSource>,
 }
 
 impl AdminClient {
+    /// Fails with [`Error::Config`] when `base_url` is not an `http(s)://host[:port][/path]` URL.
     pub(crate) fn new(
         base_url: String,
         user_agent: String,
         quota_project: Option<String>,
         token_source: Arc<dyn TokenSource>,
     ) -> Result<Self, Error> {
+        let base = BaseUrl::parse(&base_url).map_err(|why| {
+            Error::config(format!(
+                "Admin API endpoint `{}` {why}",
+                excerpt(&http::without_userinfo(&base_url))
+            ))
+        })?;
         Ok(Self {
-            http: crate::http::client()?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            http: http::client()?,
+            base_url: base,
             user_agent,
             quota_project,
             token_source,
@@ -64,7 +71,7 @@ impl AdminClient {
                 "connectSettings",
             ],
         )?;
-        self.call(name, "connectSettings", attempts, || self.http.get(&url))
+        self.call(name, "connectSettings", attempts, Request::get(url))
             .await
     }
 
@@ -89,10 +96,14 @@ impl AdminClient {
             public_key: public_key_pem,
             access_token: login_token.map(AccessToken::secret),
         };
-        self.call(name, "generateEphemeralCert", attempts, || {
-            self.http.post(&url).json(&body)
-        })
-        .await
+        let request = Request::post(url)
+            .json(&body)
+            .map_err(|e| Error::AdminApiResponse {
+                instance: name.to_string(),
+                method: "generateEphemeralCert",
+                detail: format!("the request could not be encoded: {e}"),
+            })?;
+        self.call(name, "generateEphemeralCert", attempts, request).await
     }
 
     /// `GET …/locations/{region}/dns/{name.}:resolveConnectSettings` → the connection name.
@@ -107,27 +118,21 @@ impl AdminClient {
             ],
         )?;
         let response: wire::ResolveConnectSettings = self
-            .call_for(fqdn, "resolveConnectSettings", Attempts::Full, || {
-                self.http.get(&url)
-            })
+            .call_for(fqdn, "resolveConnectSettings", Attempts::Full, Request::get(url))
             .await?;
         Ok(response.connection_name)
     }
 
     /// `{base}/sql/v1beta4/{segments}`, each segment percent-encoded so that no name can change
     /// the path's shape (names are validated before they get here; this is a second line).
-    fn url(&self, about: &str, segments: &[&str]) -> Result<String, Error> {
-        let mut url = format!("{}/sql/v1beta4", self.base_url);
-        for segment in segments {
-            url.push('/');
-            url.push_str(
-                &encode_segment(segment).ok_or_else(|| Error::InvalidInstanceName {
-                    input: excerpt(about),
-                    reason: "a part is empty or a `.`/`..` path segment".to_owned(),
-                })?,
-            );
-        }
-        Ok(url)
+    fn url(&self, about: &str, segments: &[&str]) -> Result<::http::Uri, Error> {
+        let path: Vec<&str> = ["sql", "v1beta4"].iter().chain(segments).copied().collect();
+        self.base_url
+            .join(&path)
+            .ok_or_else(|| Error::InvalidInstanceName {
+                input: excerpt(about),
+                reason: "a part is empty or a `.`/`..` path segment".to_owned(),
+            })
     }
 
     fn headers(&self, token: &AccessToken) -> Result<HeaderMap, Error> {
@@ -156,7 +161,7 @@ impl AdminClient {
         name: &InstanceConnectionName,
         method: &'static str,
         attempts: Attempts,
-        request: impl Fn() -> reqwest::RequestBuilder,
+        request: Request,
     ) -> Result<T, Error> {
         self.call_for(&name.to_string(), method, attempts, request).await
     }
@@ -167,7 +172,7 @@ impl AdminClient {
         instance: &str,
         method: &'static str,
         attempts: Attempts,
-        request: impl Fn() -> reqwest::RequestBuilder,
+        request: Request,
     ) -> Result<T, Error> {
         let instance = instance.to_owned();
         let token = self
@@ -178,23 +183,19 @@ impl AdminClient {
                 instance: instance.clone(),
                 source,
             })?;
-        let headers = self.headers(&token)?;
+        let request = request.headers(&self.headers(&token)?);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = request()
-                .timeout(CALL_TIMEOUT)
-                .headers(headers.clone())
-                .send()
-                .await;
-            let unreachable = |e: reqwest::Error| Error::AdminApiUnreachable {
+            let result = self.http.send(request.clone(), CALL_TIMEOUT).await;
+            let unreachable = |e: http::TransportError| Error::AdminApiUnreachable {
                 instance: instance.clone(),
                 method,
                 source: Arc::new(e),
             };
             let error = match result {
                 Ok(response) if response.status().is_success() => {
-                    match capped_body::read_limited(response, BODY_LIMIT).await {
+                    match http::read_limited(response, BODY_LIMIT).await {
                         Ok(body) => {
                             return serde_json::from_slice(&body).map_err(|e| Error::AdminApiResponse {
                                 instance: instance.clone(),
@@ -215,7 +216,7 @@ impl AdminClient {
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let body = capped_body::read_prefix(response, ERROR_BODY_LIMIT)
+                    let body = http::read_prefix(response, ERROR_BODY_LIMIT)
                         .await
                         .unwrap_or(Prefix {
                             bytes: Vec::new(),
@@ -270,49 +271,14 @@ fn error_message(body: &Prefix) -> (String, Option<String>) {
     }
 }
 
-/// One path segment, percent-encoded except for unreserved characters and `:`; `None` for an
-/// empty, `.` or `..` segment, which a URL parser would drop or resolve.
-fn encode_segment(segment: &str) -> Option<String> {
-    if matches!(segment, "" | "." | "..") {
-        return None;
-    }
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::atomic::Ordering;
 
-    #[test]
-    fn segments_are_percent_encoded() {
-        let table = [
-            ("pg-1a2b", "pg-1a2b"),
-            ("example.com:proj", "example.com:proj"),
-            ("db:generateEphemeralCert", "db:generateEphemeralCert"),
-            ("a/b", "a%2Fb"),
-            ("a\\b", "a%5Cb"),
-            ("x?y#z", "x%3Fy%23z"),
-            ("%2e%2e", "%252e%252e"),
-            ("sp ace", "sp%20ace"),
-            ("nul\0", "nul%00"),
-            ("é", "%C3%A9"),
-            ("...", "..."),
-        ];
-        for (segment, encoded) in table {
-            assert_eq!(encode_segment(segment).as_deref(), Some(encoded), "{segment:?}");
-        }
-        for segment in ["", ".", ".."] {
-            assert_eq!(encode_segment(segment), None, "{segment:?}");
-        }
-    }
+    use hyper_util::client::proxy::matcher::Matcher;
+
+    use super::*;
+    use crate::http::test_servers::{localhost_ca, origin, proxy};
 
     fn client() -> AdminClient {
         let token = crate::Credentials::from_token("t").admin;
@@ -329,15 +295,71 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            url,
+            url.to_string(),
             "https://sql.test/sql/v1beta4/projects/..%2F../instances/victim%2FconnectSettings%3Fx%23"
         );
-        let parsed = reqwest::Url::parse(&url).unwrap();
-        assert_eq!(parsed.path_segments().unwrap().count(), 6);
+        assert_eq!(url.path().split('/').skip(1).count(), 6);
+        assert_eq!(url.query(), None);
         let err = client
             .url("x", &["projects", "..", "instances", "victim"])
             .unwrap_err();
         assert!(matches!(err, Error::InvalidInstanceName { .. }), "{err:?}");
+    }
+
+    /// A client of `base` whose HTTP client has these proxies and trusts the test CA.
+    fn client_via(base: String, proxies: Matcher, tls: rustls::ClientConfig) -> AdminClient {
+        let token = crate::Credentials::from_token("t").admin;
+        let mut client = AdminClient::new(base, "ua".into(), None, token).unwrap();
+        client.http = Box::leak(Box::new(http::Client::with_tls(proxies, tls)));
+        client
+    }
+
+    #[tokio::test]
+    async fn calls_go_through_the_https_proxy_unless_no_proxy_names_the_host() {
+        let ca = localhost_ca();
+        let server = origin(r#"{"connectionName":"p:r:i"}"#, Some(ca.server.clone())).await;
+        let proxy = proxy("200 Connection established").await;
+        let base = format!("https://localhost:{}", server.port);
+        let proxied = Matcher::builder().https(proxy.url.clone()).build();
+        let client = client_via(base.clone(), proxied, ca.client.clone());
+        let name = client
+            .resolve_connect_settings("us-central1", "db.example.com.")
+            .await
+            .unwrap();
+        assert_eq!(name, "p:r:i");
+        let heads = proxy.heads();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        assert!(heads[0].starts_with("CONNECT localhost:"), "{heads:?}");
+
+        let bypassed = Matcher::builder()
+            .https(proxy.url.clone())
+            .no("localhost")
+            .build();
+        let client = client_via(base, bypassed, ca.client);
+        client
+            .resolve_connect_settings("us-central1", "db.example.com.")
+            .await
+            .unwrap();
+        assert_eq!(proxy.heads().len(), 1, "NO_PROXY host went through the proxy");
+        assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_tunnel_is_admin_api_unreachable_and_says_why() {
+        let ca = localhost_ca();
+        let server = origin("{}", Some(ca.server.clone())).await;
+        let proxy = proxy("403 Forbidden").await;
+        let proxies = Matcher::builder().https(proxy.url.clone()).build();
+        let client = client_via(format!("https://localhost:{}", server.port), proxies, ca.client);
+        let name: InstanceConnectionName = "p:r:i".parse().unwrap();
+        let err = client
+            .connect_settings(&name, Attempts::Single)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AdminApiUnreachable { .. }), "{err:?}");
+        let chain = crate::ErrorChain(&err).to_string();
+        assert!(chain.contains("did not open a tunnel"), "{chain}");
+        assert_eq!(server.hits.load(Ordering::SeqCst), 0);
     }
 
     #[test]

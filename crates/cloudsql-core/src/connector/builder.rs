@@ -131,7 +131,9 @@ impl ConnectorBuilder {
     }
 
     /// Replaces the Admin API base URL (such as `http://127.0.0.1:8080` for an emulator).
-    /// Default: `https://sqladmin.{universe_domain}`.
+    /// Default: `https://sqladmin.{universe_domain}`. It must be `http://` or `https://`, a host
+    /// and port, and optionally a path (no query, no user name or password); [`build`](Self::build)
+    /// fails with [`Error::Config`] otherwise.
     pub fn admin_api_endpoint(mut self, url: impl Into<String>) -> Self {
         self.admin_api_endpoint = Some(url.into());
         self
@@ -291,17 +293,10 @@ impl ConnectorBuilder {
                      `{universe}`; set ConnectorBuilder::universe_domain to match"
             )));
         }
-        let base_url = match self.admin_api_endpoint {
-            Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(Error::config(format!(
-                        "Admin API endpoint `{url}` must start with http:// or https://"
-                    )));
-                }
-                url
-            }
-            None => format!("https://sqladmin.{universe}"),
-        };
+        // Checked by `AdminClient::new` (an `Error::Config` saying what is wrong).
+        let base_url = self
+            .admin_api_endpoint
+            .unwrap_or_else(|| format!("https://sqladmin.{universe}"));
         let quota_project = self
             .quota_project
             .or_else(|| non_empty_env("GOOGLE_CLOUD_QUOTA_PROJECT"));

@@ -18,8 +18,8 @@ use super::oauth::json_error_position;
 use super::retry::retry_transient;
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
 use crate::backoff::retryable_status;
-use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
 use crate::excerpt::excerpt;
+use crate::http::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT, Request};
 
 /// Tokens of one scope for `target`, minted by `generateAccessToken` with the source's token.
 pub(crate) struct GenerateAccessToken {
@@ -29,7 +29,6 @@ pub(crate) struct GenerateAccessToken {
     delegates: Vec<String>,
     scope: &'static str,
     lifetime: Duration,
-    http: reqwest::Client,
 }
 
 impl GenerateAccessToken {
@@ -50,7 +49,6 @@ impl GenerateAccessToken {
             delegates,
             scope,
             lifetime,
-            http: crate::http::client().unwrap_or_default(),
         }
     }
 
@@ -70,31 +68,42 @@ impl GenerateAccessToken {
             "delegates": self.delegates,
         });
         let what = format!("IAM Credentials generateAccessToken for {}", self.target);
-        let response = self
-            .http
-            .post(&self.url)
-            .bearer_auth(bearer.secret())
-            .json(&body)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| {
-                CredentialsError::with_source(
-                    format!("{what}: {} could not be reached", excerpt(&self.url)),
-                    e,
-                )
-                .transient()
+        let url = http::parse_url(&self.url).map_err(|why| {
+            CredentialsError::new(format!(
+                "{what}: the URL `{}` {why}; check the IAM endpoint",
+                excerpt(&http::without_userinfo(&self.url))
+            ))
+        })?;
+        let mut authorization = ::http::HeaderValue::try_from(format!("Bearer {}", bearer.secret()))
+            .map_err(|_| {
+                CredentialsError::new(format!(
+                    "{what}: the impersonating credentials' token holds characters not allowed in an \
+                     HTTP header"
+                ))
             })?;
+        authorization.set_sensitive(true);
+        let request = Request::post(url)
+            .header(::http::header::AUTHORIZATION, authorization)
+            .json(&body)
+            .map_err(|e| {
+                CredentialsError::with_source(format!("{what}: the request could not be encoded"), e)
+            })?;
+        let client = http::client()
+            .map_err(|e| CredentialsError::with_source(format!("{what}: no HTTP client"), e))?;
+        let response = client.send(request, Duration::from_secs(30)).await.map_err(|e| {
+            CredentialsError::with_source(format!("{what}: {} could not be reached", excerpt(&self.url)), e)
+                .transient()
+        })?;
         let status = response.status();
         if !status.is_success() {
-            let body = capped_body::read_prefix(response, ERROR_BODY_LIMIT)
+            let body = http::read_prefix(response, ERROR_BODY_LIMIT)
                 .await
                 .map(|prefix| prefix.bytes)
                 .unwrap_or_default();
             let detail = serde_json::from_slice::<GoogleError>(&body)
                 .map(|e| excerpt(&e.error.message))
                 .unwrap_or_else(|_| "no Google API error in the body".to_owned());
-            let hint = if status == reqwest::StatusCode::FORBIDDEN {
+            let hint = if status == ::http::StatusCode::FORBIDDEN {
                 format!(
                     "; the impersonating credentials need the Service Account Token Creator role \
                      (roles/iam.serviceAccountTokenCreator) on {}",
@@ -113,7 +122,7 @@ impl GenerateAccessToken {
                 error
             });
         }
-        let body = capped_body::read_limited(response, BODY_LIMIT)
+        let body = http::read_limited(response, BODY_LIMIT)
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => CredentialsError::new(format!(

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::retry::retry_transient;
 use super::{AccessToken, CredentialsError, TokenFuture, TokenSource};
 use crate::backoff::retryable_status;
-use crate::capped_body::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT};
 use crate::excerpt::excerpt;
+use crate::http::{self, BODY_LIMIT, BodyError, ERROR_BODY_LIMIT, Request, Response, TransportError};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
@@ -208,22 +208,35 @@ pub(super) fn json_error_position(e: &serde_json::Error) -> String {
     format!("{kind} at line {}, column {}", e.line(), e.column())
 }
 
+/// How long one token request may take.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Asks a token endpoint for a token, trying again after transient failures (HTTP 5xx and 429,
 /// connection errors, broken-off answers), as [`retry_transient`] says.
-async fn exchange(
-    endpoint: &str,
-    request: impl Fn() -> reqwest::RequestBuilder,
-) -> Result<AccessToken, CredentialsError> {
+async fn exchange(endpoint: &str, request: Request) -> Result<AccessToken, CredentialsError> {
+    let client = http::client()
+        .map_err(|e| CredentialsError::with_source("no HTTP client for the token request", e))?;
     retry_transient("token request", || async {
-        let sent = request().timeout(Duration::from_secs(30)).send().await;
+        let sent = client.send(request.clone(), TOKEN_TIMEOUT).await;
         read_token_response(sent, endpoint).await
     })
     .await
 }
 
+/// `text` as a token endpoint URL, or an error saying what is wrong with it (not transient: a
+/// credentials file's `token_uri` does not fix itself).
+fn token_url(text: &str) -> Result<::http::Uri, CredentialsError> {
+    http::parse_url(text).map_err(|why| {
+        CredentialsError::new(format!(
+            "token endpoint `{}` {why}",
+            excerpt(&http::without_userinfo(text))
+        ))
+    })
+}
+
 /// Reads a token endpoint's answer, marking failures worth another try as transient.
 async fn read_token_response(
-    response: reqwest::Result<reqwest::Response>,
+    response: Result<Response, TransportError>,
     endpoint: &str,
 ) -> Result<AccessToken, CredentialsError> {
     let endpoint = excerpt(endpoint);
@@ -233,7 +246,7 @@ async fn read_token_response(
     })?;
     let status = response.status();
     if !status.is_success() {
-        let body = capped_body::read_prefix(response, ERROR_BODY_LIMIT)
+        let body = http::read_prefix(response, ERROR_BODY_LIMIT)
             .await
             .map(|prefix| prefix.bytes)
             .unwrap_or_default();
@@ -255,7 +268,7 @@ async fn read_token_response(
             ))
         });
     }
-    let body = capped_body::read_limited(response, BODY_LIMIT)
+    let body = http::read_limited(response, BODY_LIMIT)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => CredentialsError::new(format!(
@@ -280,25 +293,15 @@ async fn read_token_response(
     Ok(AccessToken::new(parsed.access_token, expires_at))
 }
 
-/// The process's shared HTTP client (loading the system's roots once: see `crate::http`).
-fn http_client() -> reqwest::Client {
-    crate::http::client().unwrap_or_default()
-}
-
 /// Tokens for one scope from a credentials file.
 pub(crate) struct KeyFileSource {
     key: Arc<KeyFile>,
     scope: &'static str,
-    http: reqwest::Client,
 }
 
 impl KeyFileSource {
     pub(crate) fn new(key: Arc<KeyFile>, scope: &'static str) -> Self {
-        Self {
-            key,
-            scope,
-            http: http_client(),
-        }
+        Self { key, scope }
     }
 }
 
@@ -316,9 +319,10 @@ impl TokenSource for KeyFileSource {
         Box::pin(async move {
             match &*self.key {
                 KeyFile::ServiceAccount { token_uri, .. } => {
+                    let url = token_url(token_uri)?;
                     let assertion = self.key.assertion(self.scope, SystemTime::now())?;
                     let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
-                    exchange(token_uri, || self.http.post(token_uri).form(&form)).await
+                    exchange(token_uri, Request::post(url).form(&form)).await
                 }
                 KeyFile::AuthorizedUser {
                     client_id,
@@ -327,6 +331,7 @@ impl TokenSource for KeyFileSource {
                     token_uri,
                     ..
                 } => {
+                    let url = token_url(token_uri)?;
                     let form = [
                         ("grant_type", "refresh_token"),
                         ("client_id", client_id),
@@ -334,7 +339,7 @@ impl TokenSource for KeyFileSource {
                         ("refresh_token", refresh_token),
                         ("scope", self.scope),
                     ];
-                    exchange(token_uri, || self.http.post(token_uri).form(&form)).await
+                    exchange(token_uri, Request::post(url).form(&form)).await
                 }
             }
         })
@@ -344,15 +349,11 @@ impl TokenSource for KeyFileSource {
 /// Tokens for one scope from the GCE metadata server (`GCE_METADATA_HOST` overrides its host).
 pub(crate) struct MetadataSource {
     scope: &'static str,
-    http: reqwest::Client,
 }
 
 impl MetadataSource {
     pub(crate) fn new(scope: &'static str) -> Self {
-        Self {
-            scope,
-            http: http_client(),
-        }
+        Self { scope }
     }
 }
 
@@ -370,13 +371,20 @@ impl TokenSource for MetadataSource {
             let host =
                 std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".to_owned());
             let url = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
-            exchange(&url, || {
-                self.http
-                    .get(&url)
-                    .query(&[("scopes", self.scope)])
-                    .header("Metadata-Flavor", "Google")
-            })
-            .await
+            let query = form_urlencoded::Serializer::new(String::new())
+                .append_pair("scopes", self.scope)
+                .finish();
+            let uri = http::parse_url(&format!("{url}?{query}")).map_err(|why| {
+                CredentialsError::new(format!(
+                    "metadata server URL `{}` {why}; check GCE_METADATA_HOST",
+                    excerpt(&url)
+                ))
+            })?;
+            let request = Request::get(uri).header(
+                ::http::header::HeaderName::from_static("metadata-flavor"),
+                ::http::HeaderValue::from_static("Google"),
+            );
+            exchange(&url, request).await
         })
     }
 }
@@ -476,8 +484,8 @@ mod tests {
     }
 
     async fn ask(url: &str) -> Result<AccessToken, CredentialsError> {
-        let http = http_client();
-        exchange(url, || http.post(url).form(&[("grant_type", "x")])).await
+        let request = Request::post(token_url(url).unwrap()).form(&[("grant_type", "x")]);
+        exchange(url, request).await
     }
 
     #[tokio::test]

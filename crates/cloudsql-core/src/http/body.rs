@@ -9,13 +9,16 @@ pub(crate) const BODY_LIMIT: usize = 1 << 20;
 /// page of megabytes is cut off.
 pub(crate) const ERROR_BODY_LIMIT: usize = 64 << 10;
 
+use super::client::Response;
+use super::error::TransportError;
+
 /// Why a capped body could not be read.
 #[derive(Debug)]
 pub(crate) enum BodyError {
     /// The body is larger than the cap (by its `content-length`, or by what arrived).
     TooLarge,
     /// The connection failed or broke off while the body was read.
-    Transport(reqwest::Error),
+    Transport(TransportError),
 }
 
 /// The first bytes of a body, and whether there was more.
@@ -26,7 +29,7 @@ pub(crate) struct Prefix {
 }
 
 /// The whole body, or [`BodyError::TooLarge`] as soon as it is known to exceed `limit` bytes.
-pub(crate) async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+pub(crate) async fn read_limited(response: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
     if declared_over(&response, limit) {
         return Err(BodyError::TooLarge);
     }
@@ -39,10 +42,7 @@ pub(crate) async fn read_limited(response: reqwest::Response, limit: usize) -> R
 
 /// At most `limit` bytes of the body; reading stops (and the connection is dropped) once more
 /// arrive.
-pub(crate) async fn read_prefix(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Prefix, reqwest::Error> {
+pub(crate) async fn read_prefix(mut response: Response, limit: usize) -> Result<Prefix, TransportError> {
     let expected = response
         .content_length()
         .map_or(0, |len| usize::try_from(len).unwrap_or(usize::MAX));
@@ -62,7 +62,7 @@ pub(crate) async fn read_prefix(
 }
 
 /// Whether the response's `content-length` already says it is over `limit`.
-fn declared_over(response: &reqwest::Response, limit: usize) -> bool {
+fn declared_over(response: &Response, limit: usize) -> bool {
     response
         .content_length()
         .is_some_and(|len| usize::try_from(len).map_or(true, |len| len > limit))
@@ -70,6 +70,8 @@ fn declared_over(response: &reqwest::Response, limit: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -77,7 +79,7 @@ mod tests {
 
     /// Serves one HTTP/1.1 answer: `head` (status line and headers), then `chunks` chunks of
     /// `chunk_len` bytes, then closes. Returns the response the client got.
-    async fn serve(head: &'static str, chunks: usize, chunk_len: usize) -> reqwest::Response {
+    async fn serve(head: &'static str, chunks: usize, chunk_len: usize) -> Response {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -92,7 +94,12 @@ mod tests {
                 }
             }
         });
-        reqwest::get(format!("http://{addr}/")).await.unwrap()
+        let url = format!("http://{addr}/").parse().unwrap();
+        crate::http::client()
+            .unwrap()
+            .send(crate::http::Request::get(url), Duration::from_secs(30))
+            .await
+            .unwrap()
     }
 
     const UNDECLARED: &str = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
@@ -127,5 +134,15 @@ mod tests {
         let whole = read_prefix(serve(UNDECLARED, 3, 1000).await, 3000).await.unwrap();
         assert_eq!(whole.bytes.len(), 3000);
         assert!(!whole.cut_off);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_is_a_transport_error() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n";
+        let err = read_limited(serve(head, 1, 10).await, 10_000).await.unwrap_err();
+        assert!(
+            matches!(err, BodyError::Transport(TransportError::Body { .. })),
+            "{err:?}"
+        );
     }
 }
