@@ -15,20 +15,25 @@ fn private_mode(meta: &std::fs::Metadata) -> bool {
 /// The socket's directory: the given one (created if missing; it must be a directory private
 /// to this user), or a new private one under the temp dir. Returns whether we created it.
 pub(super) fn private_dir(dir: Option<&Path>) -> Result<(PathBuf, bool), Error> {
-    let (dir, fresh) = match dir {
-        Some(dir) => (dir.to_path_buf(), false),
-        None => {
-            let name = format!(
-                "cloudsql-{}-{:016x}",
-                std::process::id(),
-                u64::from_le_bytes(crate::random::random_bytes())
-            );
-            (std::env::temp_dir().join(name), true)
-        }
+    let Some(dir) = dir else {
+        // A fresh directory with a unique name, made with mode 0700 in one step (no window in
+        // which another user could enter it). It is removed on shutdown, by the socket's entry.
+        let fresh = tempfile::Builder::new()
+            .prefix("cloudsql-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| {
+                Error::config(format!(
+                    "cannot create a socket directory under {}: {e}",
+                    std::env::temp_dir().display()
+                ))
+            })?;
+        return Ok((fresh.keep(), true));
     };
+    let dir = dir.to_path_buf();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => return Ok((dir, true)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !fresh => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(Error::config(format!(
                 "cannot create socket directory {}: {e}",
