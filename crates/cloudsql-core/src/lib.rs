@@ -6,6 +6,7 @@
 mod admin_api;
 mod backoff;
 mod capped_body;
+mod client_cert;
 mod conn_info;
 mod connector;
 mod credentials;
@@ -18,6 +19,7 @@ mod excerpt;
 mod failover;
 mod http;
 mod instance_name;
+mod instance_settings;
 mod keys;
 mod local_socket;
 mod mdx;
