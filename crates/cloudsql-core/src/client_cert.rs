@@ -23,7 +23,7 @@ impl ClientCert {
             instance: instance.clone(),
             detail,
         };
-        let der = tls::parse_pem_certs(pem, &instance, "ephemeralCert")?
+        let der = tls::parse_pem_certs(pem, &instance, "generateEphemeralCert", "ephemeralCert")?
             .into_iter()
             .next()
             .ok_or_else(|| cert_err("no certificate".into()))?;

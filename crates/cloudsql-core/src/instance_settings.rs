@@ -71,7 +71,7 @@ impl InstanceSettings {
             .server_ca_cert
             .as_ref()
             .ok_or_else(|| bad("no serverCaCert".into()))?;
-        let ca_certs = tls::parse_pem_certs(&server_ca.cert, &instance, "serverCaCert")?;
+        let ca_certs = tls::parse_pem_certs(&server_ca.cert, &instance, "connectSettings", "serverCaCert")?;
         let verifier = InstanceVerifier::new(ca_certs, server_identity(name, &settings))
             .map_err(|e| bad(format!("serverCaCert is not a usable CA: {e}")))?;
         let mdx_supported = settings
@@ -269,6 +269,25 @@ mod tests {
 
         let err = refused(serde_json::json!({"region": "us-central1", "backendType": huge}));
         assert!(err.to_string().len() < 600, "{err}");
+    }
+
+    #[test]
+    fn a_server_ca_that_is_no_certificate_names_connect_settings() {
+        let err = refused(serde_json::json!({"region": "us-central1", "serverCaCert": {"cert": "nothing"}}));
+        assert!(
+            matches!(
+                err,
+                Error::AdminApiResponse {
+                    method: "connectSettings",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("serverCaCert holds no certificate"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -223,10 +223,10 @@ impl<A: ListenAddr> LocalSocketBuilder<A> {
                 }
                 let listener = TcpListener::bind(addr)
                     .await
-                    .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;
+                    .map_err(|e| Error::local_socket_io("listen on", addr.to_string(), e))?;
                 let bound = listener
                     .local_addr()
-                    .map_err(|e| Error::config(format!("cannot read the bound address: {e}")))?;
+                    .map_err(|e| Error::local_socket_io("read the bound address of", addr.to_string(), e))?;
                 (Listener::Tcp(listener), Endpoint::Tcp(bound), ClientProtocol::Tcp)
             }
             #[cfg(unix)]
