@@ -30,9 +30,7 @@ async fn stream_client(connector: &Connector, instance: &str) -> anyhow::Result<
 
 async fn socket_client(socket: &LocalSocket) -> anyhow::Result<tokio_postgres::Client> {
     let mut config = base();
-    config
-        .host_path(socket.dir().unwrap_or(std::path::Path::new("/nonexistent")))
-        .port(5432);
+    config.host_path(socket.dir()).port(5432);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)

@@ -149,7 +149,7 @@ async fn local_socket_clients_are_dropped_when_the_name_moves() {
         .serve()
         .await
         .unwrap();
-    let port = socket.tcp_addr().unwrap().port();
+    let port = socket.addr().port();
     let via_socket = || async move {
         let mut config = trust_login();
         config.host("127.0.0.1").port(port);

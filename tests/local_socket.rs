@@ -18,7 +18,7 @@ fn mode(path: &Path) -> u32 {
 /// tokio-postgres over the socket's directory, as libpq-style clients use it.
 async fn select_one_via(socket: &LocalSocket) -> Result<i32, tokio_postgres::Error> {
     let mut config = trust_login();
-    config.host_path(socket.dir().unwrap()).port(5432);
+    config.host_path(socket.dir()).port(5432);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client.query_one("SELECT 1", &[]).await?.get(0))
@@ -35,9 +35,9 @@ async fn postgres_socket_is_private_and_reports_uds_in_the_metadata_exchange() {
         .serve()
         .await
         .unwrap();
-    let path = socket.path().unwrap().to_owned();
+    let path = socket.path().to_owned();
     assert!(path.ends_with(".s.PGSQL.5432"), "{}", path.display());
-    assert_eq!(mode(socket.dir().unwrap()), 0o700);
+    assert_eq!(mode(socket.dir()), 0o700);
     assert_eq!(mode(&path), 0o600);
 
     assert_eq!(select_one_via(&socket).await.unwrap(), 1);
@@ -86,7 +86,7 @@ async fn tcp_listener_serves_concurrent_connections_and_reports_tcp() {
         .serve()
         .await
         .unwrap();
-    let addr = socket.tcp_addr().unwrap();
+    let addr = *socket.addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let tasks: Vec<_> = (0..32)
         .map(|i: i32| {
@@ -194,10 +194,7 @@ async fn shutdown_removes_the_socket_and_ends_relayed_connections() {
         .serve()
         .await
         .unwrap();
-    let (path, dir) = (
-        socket.path().unwrap().to_owned(),
-        socket.dir().unwrap().to_owned(),
-    );
+    let (path, dir) = (socket.path().to_owned(), socket.dir().to_owned());
     let mut config = trust_login();
     config.host_path(&dir).port(5432);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
@@ -225,7 +222,7 @@ async fn dropping_the_connector_removes_the_socket_and_closing_refuses_new_conne
         .serve()
         .await
         .unwrap();
-    let path = socket.path().unwrap().to_owned();
+    let path = socket.path().to_owned();
     assert!(path.exists());
     drop(connector);
     assert!(!path.exists(), "socket removed when the connector is dropped");
@@ -237,7 +234,7 @@ async fn dropping_the_connector_removes_the_socket_and_closing_refuses_new_conne
         .serve()
         .await
         .unwrap();
-    let path = socket.path().unwrap().to_owned();
+    let path = socket.path().to_owned();
     connector.close().await;
     // Closed: the socket stays to refuse new connections with the connector's error.
     let err = select_one_via(&socket).await.unwrap_err();

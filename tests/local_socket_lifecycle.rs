@@ -237,7 +237,6 @@ async fn sqlx_pool_keeps_its_connections_through_close_and_drop() {
         .await
         .unwrap()
         .path()
-        .unwrap()
         .to_owned();
     let mut conns = Vec::new();
     for _ in 0..4 {

@@ -353,7 +353,7 @@ async fn local_socket_metrics_count_each_relayed_byte_once() {
         .serve()
         .await
         .unwrap();
-    let addr = socket.tcp_addr().unwrap();
+    let addr = *socket.addr();
 
     let mut sessions = Vec::new();
     for _ in 0..2 {
@@ -575,12 +575,10 @@ async fn spans_carry_stable_fields_and_error_chains() {
         .serve()
         .await
         .unwrap();
-    let client = tokio::net::TcpStream::connect(socket.tcp_addr().unwrap())
-        .await
-        .unwrap();
+    let client = tokio::net::TcpStream::connect(*socket.addr()).await.unwrap();
     let counts = Session::over(client).await.close().await;
     let relays = capture.wait_for("relay", 1).await;
-    let socket_text = format!("tcp://{}", socket.tcp_addr().unwrap());
+    let socket_text = format!("tcp://{}", *socket.addr());
     assert_eq!(
         relays[0].fields,
         fields(&[
@@ -610,9 +608,7 @@ async fn spans_carry_stable_fields_and_error_chains() {
     assert!(failed.fields["error"].contains("503"), "{failed:?}");
 
     // A relayed connection the socket could not dial.
-    let client = tokio::net::TcpStream::connect(socket.tcp_addr().unwrap())
-        .await
-        .unwrap();
+    let client = tokio::net::TcpStream::connect(*socket.addr()).await.unwrap();
     assert!(
         trust_login()
             .connect_raw(client, tokio_postgres::NoTls)

@@ -19,7 +19,7 @@ use crate::dial::{self, DialFn};
 use crate::dns_name::{self, NameResolver};
 use crate::error::ConnectStage;
 use crate::keys::SharedKey;
-use crate::local_socket::SocketRegistry;
+use crate::local_socket::{DialFuture, InstanceDialer, LocalSocketBuilder, SocketRegistry};
 use crate::mdx;
 use crate::refresh::{Cache, ForceReason, Refresher};
 use crate::telemetry::{self, Metrics};
@@ -64,7 +64,7 @@ struct Inner {
     timeout: Duration,
     dial_fn: Option<DialFn>,
     caches: Mutex<HashMap<CacheKey, Arc<Cache>>>,
-    sockets: SocketRegistry,
+    sockets: Arc<SocketRegistry>,
     names: NameResolver,
     user_agent: String,
     metrics: Metrics,
@@ -483,16 +483,8 @@ impl Connector {
 
     /// Serves `instance` on a local socket, for drivers that cannot take a stream: see
     /// [`LocalSocketBuilder`](crate::LocalSocketBuilder).
-    pub fn local_socket(&self, instance: &str) -> crate::LocalSocketBuilder {
-        crate::LocalSocketBuilder::new(self.clone(), instance)
-    }
-
-    pub(crate) fn sockets(&self) -> &SocketRegistry {
-        &self.inner.sockets
-    }
-
-    pub(crate) fn downgrade(&self) -> WeakConnector {
-        WeakConnector(Arc::downgrade(&self.inner))
+    pub fn local_socket(&self, instance: &str) -> LocalSocketBuilder {
+        LocalSocketBuilder::new(self.inner.clone(), self.inner.sockets.clone(), instance)
     }
 
     /// Whether [`close`](Connector::close) was called.
@@ -552,13 +544,30 @@ fn timed_out(instance: &str, timeout: Duration, stage: &StageCell, cache: Option
     }
 }
 
-/// A connector reference that does not keep it alive (held by local socket tasks).
-#[derive(Debug, Clone)]
-pub(crate) struct WeakConnector(std::sync::Weak<Inner>);
+/// What local sockets ask of their connector: they hold its shared state as this trait object,
+/// weakly in their accept loops, so they neither keep it alive nor see its insides.
+impl InstanceDialer for Inner {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
 
-impl WeakConnector {
-    pub(crate) fn upgrade(&self) -> Option<Connector> {
-        self.0.upgrade().map(|inner| Connector { inner })
+    fn check<'a>(self: Arc<Self>, instance: &'a str, options: &'a DialOptions) -> DialFuture<'a, ()> {
+        Box::pin(async move {
+            let connector = Connector { inner: self };
+            if options.engine.is_some() {
+                connector.check_engine(instance, options).await
+            } else {
+                connector.instance_name(instance).await.map(drop)
+            }
+        })
+    }
+
+    fn dial<'a>(
+        self: Arc<Self>,
+        instance: &'a str,
+        options: &'a DialOptions,
+    ) -> DialFuture<'a, CloudSqlStream> {
+        Box::pin(async move { Connector { inner: self }.connect_with(instance, options).await })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::error::Error as StdError;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,6 +262,19 @@ pub enum Error {
     /// The connector was closed; no more connections can be made with it.
     #[error("the connector is closed; build a new Connector to connect again")]
     Closed,
+
+    /// A local socket could not be set up: its directory could not be made or inspected, a
+    /// stale socket file could not be removed, or it could not listen.
+    #[error("cannot {action} {} for a local socket", path.display())]
+    LocalSocketIo {
+        /// What failed, such as `listen on` or `create the directory`.
+        action: &'static str,
+        /// The socket file or its directory; for a TCP socket, the address.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: Source,
+    },
 }
 
 /// What a connect was doing when its timeout elapsed (see [`Error::Timeout`]).
@@ -341,7 +355,8 @@ impl Error {
             | Error::RegionMismatch { .. }
             | Error::NoIpAddress { .. }
             | Error::IncompatibleDriver { .. }
-            | Error::IamAuthnNotSupported { .. } => ErrorKind::Config,
+            | Error::IamAuthnNotSupported { .. }
+            | Error::LocalSocketIo { .. } => ErrorKind::Config,
             Error::AdminApi { status, .. } if (400..500).contains(status) && *status != 429 => {
                 ErrorKind::Config
             }
@@ -390,6 +405,19 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// A local socket's I/O error: `action` on `path` failed.
+    pub(crate) fn local_socket_io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::LocalSocketIo {
+            action,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
 }
 
 /// What to do about an Admin API refusal, after the API's own message: the API's words say what
@@ -408,6 +436,9 @@ fn admin_api_hint(status: u16, message: &str) -> &'static str {
         _ => "",
     }
 }
+
+#[cfg(test)]
+mod every_variant;
 
 #[cfg(test)]
 mod tests {

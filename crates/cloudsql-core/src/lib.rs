@@ -5,6 +5,7 @@
 
 mod admin_api;
 mod backoff;
+mod client_cert;
 mod conn_info;
 mod connector;
 mod credentials;
@@ -17,6 +18,7 @@ mod excerpt;
 mod failover;
 mod http;
 mod instance_name;
+mod instance_settings;
 mod keys;
 mod local_socket;
 mod mdx;
@@ -43,7 +45,7 @@ pub use error::{ConnectStage, Error, ErrorKind};
 pub use error_chain::ErrorChain;
 pub use instance_name::InstanceConnectionName;
 pub use keys::{MIN_RSA_KEY_BITS, RsaKey};
-pub use local_socket::{LocalSocket, LocalSocketBuilder};
+pub use local_socket::{ListenAddr, LocalSocket, LocalSocketBuilder, UnixSocketAddr};
 pub use metadata_exchange::ClientProtocol;
 pub use options::{DEFAULT_TIMEOUT, DialOptions, IpType, RefreshStrategy, SERVER_PROXY_PORT};
 pub use stream::{AsyncStream, BoxedStream, CloudSqlStream};

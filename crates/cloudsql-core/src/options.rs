@@ -70,7 +70,7 @@ pub enum RefreshStrategy {
 ///     .timeout(Duration::from_secs(5));
 /// # let _ = opts;
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct DialOptions {
     pub(crate) ip_type: Option<IpType>,

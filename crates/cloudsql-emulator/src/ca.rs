@@ -158,7 +158,7 @@ pub(crate) fn ssl_cert(pem: &str, instance: &str) -> anyhow::Result<serde_json::
         "certSerialNumber": cert.tbs_certificate.serial.to_string(),
         "cert": pem,
         "commonName": cert.subject().to_string().replace(", ", ","),
-        "sha1Fingerprint": crate::oauth::hex(sha1.as_ref()),
+        "sha1Fingerprint": crate::hex::hex(sha1.as_ref()),
         "createTime": rfc3339(cert.validity().not_before),
         "expirationTime": rfc3339(cert.validity().not_after),
         "instance": instance,

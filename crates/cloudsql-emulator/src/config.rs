@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, DnsRecordError, Error};
 
 /// How the instance's server certificate is issued (`serverCaMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
@@ -340,7 +340,7 @@ impl FileConfig {
             config.credentials_dir = Some(if dir.is_relative() { base.join(dir) } else { dir });
         }
         for record in &config.dns_records {
-            record.validate().map_err(|e| invalid(e.into()))?;
+            record.validate().map_err(|e| invalid(Box::new(e)))?;
         }
         Ok(config)
     }
@@ -422,32 +422,23 @@ impl DnsRecord {
 
     /// Checks that the record names something and holds either TXT values and/or addresses, or
     /// a CNAME alone.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), DnsRecordError> {
+        let name = || self.name.clone();
         if self.name.trim_end_matches('.').trim().is_empty() {
-            return Err("a DNS record needs a non-empty `name`".into());
+            return Err(DnsRecordError::NoName);
         }
         if !self.addresses.is_empty() {
             return match &self.cname {
-                Some(_) => Err(format!(
-                    "DNS record `{}` has both `addresses` and `cname`; a CNAME stands alone",
-                    self.name
-                )),
+                Some(_) => Err(DnsRecordError::AddressesAndCname { name: name() }),
                 None => Ok(()),
             };
         }
         match (self.txt.is_empty(), &self.cname) {
             (false, None) => Ok(()),
             (true, Some(c)) if !c.trim_end_matches('.').trim().is_empty() => Ok(()),
-            (true, Some(_)) => Err(format!("DNS record `{}` has an empty `cname`", self.name)),
-            (true, None) => Err(format!(
-                "DNS record `{}` needs `txt` (a list of strings), `addresses` (a list of IP \
-                 addresses) or `cname` (a name)",
-                self.name
-            )),
-            (false, Some(_)) => Err(format!(
-                "DNS record `{}` has both `txt` and `cname`; a CNAME stands alone",
-                self.name
-            )),
+            (true, Some(_)) => Err(DnsRecordError::EmptyCname { name: name() }),
+            (true, None) => Err(DnsRecordError::NoValue { name: name() }),
+            (false, Some(_)) => Err(DnsRecordError::TxtAndCname { name: name() }),
         }
     }
 

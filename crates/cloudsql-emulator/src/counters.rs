@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// Admin API call counts, keyed by method name (`connectSettings`, `generateEphemeralCert`), and
 /// what the last call said about its caller.

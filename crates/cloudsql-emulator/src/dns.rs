@@ -18,7 +18,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 const TTL: u32 = 5;
 

@@ -61,9 +61,9 @@ pub enum Error {
         source: io::Error,
     },
     /// A DNS record is malformed (no name, neither or both of TXT values and a CNAME); the
-    /// message says which.
-    #[error("{0}")]
-    InvalidDnsRecord(String),
+    /// [`DnsRecordError`] says which.
+    #[error(transparent)]
+    InvalidDnsRecord(DnsRecordError),
     /// The config file could not be read.
     #[error("cannot read config file {}", path.display())]
     ReadConfig {
@@ -81,6 +81,42 @@ pub enum Error {
         /// What is wrong with it.
         #[source]
         source: BoxError,
+    },
+}
+
+/// What is wrong with a [`DnsRecord`](crate::DnsRecord).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsRecordError {
+    /// The record's `name` is empty.
+    #[error("a DNS record needs a non-empty `name`")]
+    NoName,
+    /// The record has neither TXT values, addresses nor a CNAME.
+    #[error(
+        "DNS record `{name}` needs `txt` (a list of strings), `addresses` (a list of IP addresses) \
+         or `cname` (a name)"
+    )]
+    NoValue {
+        /// The record's name.
+        name: String,
+    },
+    /// The record's CNAME is empty.
+    #[error("DNS record `{name}` has an empty `cname`")]
+    EmptyCname {
+        /// The record's name.
+        name: String,
+    },
+    /// The record has both addresses and a CNAME.
+    #[error("DNS record `{name}` has both `addresses` and `cname`; a CNAME stands alone")]
+    AddressesAndCname {
+        /// The record's name.
+        name: String,
+    },
+    /// The record has both TXT values and a CNAME.
+    #[error("DNS record `{name}` has both `txt` and `cname`; a CNAME stands alone")]
+    TxtAndCname {
+        /// The record's name.
+        name: String,
     },
 }
 

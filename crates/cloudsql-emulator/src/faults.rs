@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// The faults in force for one instance. Every setter takes effect on the next request.
 #[derive(Debug, Default)]

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::State;
 use crate::admin_api::{api_error, unauthenticated};
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// The scope `generateAccessToken` needs (cloud-platform also does).
 const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";

@@ -19,9 +19,11 @@ use crate::config::{CaMode, InstanceConfig};
 use crate::counters::Counters;
 use crate::error::Error;
 use crate::faults::{Faults, ServerCertFault};
+use crate::hex::hex;
 use crate::listeners::Listeners;
 use crate::naming::split_connection_name;
-use crate::oauth::{LOGIN_SCOPE, OAuth, hex, lock};
+use crate::oauth::{LOGIN_SCOPE, OAuth};
+use crate::unpoisoned::lock;
 
 /// The port every server-side proxy listens on.
 pub const PROXY_PORT: u16 = 3307;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use crate::Error;
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// How long `start` keeps trying to bind an address that is busy.
 const REBIND_FOR: Duration = Duration::from_secs(2);

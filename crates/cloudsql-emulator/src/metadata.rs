@@ -29,7 +29,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::State;
-use crate::oauth::{CLOUD_PLATFORM, lock};
+use crate::oauth::CLOUD_PLATFORM;
+use crate::unpoisoned::lock;
 
 const V1: &str = "/computeMetadata/v1";
 const ACCOUNTS: &str = "/computeMetadata/v1/instance/service-accounts";

@@ -5,7 +5,7 @@
 use std::error::Error as _;
 use std::path::Path;
 
-use cloudsql_emulator::{DnsRecord, Emulator, Error, FileConfig, InstanceConfig};
+use cloudsql_emulator::{DnsRecord, DnsRecordError, Emulator, Error, FileConfig, InstanceConfig};
 
 #[tokio::test]
 async fn a_taken_port_is_a_bind_error_naming_the_address() {
@@ -47,7 +47,11 @@ async fn a_dns_record_without_values_is_refused() {
     let err = emulator
         .set_dns_record(&DnsRecord::txt("x.example.com", &[]))
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidDnsRecord(_)), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidDnsRecord(DnsRecordError::NoValue { name }) if name == "x.example.com"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("needs `txt`"), "{err}");
 }
 
 #[test]

@@ -57,13 +57,7 @@ async fn socket_opts(
         .options(options)
         .serve()
         .await?;
-    let path = socket
-        .path()
-        .ok_or_else(|| cloudsql_core::Error::Config {
-            message: "the local socket has no Unix path".to_owned(),
-        })?
-        .to_string_lossy()
-        .into_owned();
+    let path = socket.path().to_string_lossy().into_owned();
     let mut builder = opts
         .ip_or_hostname("localhost")
         .socket(Some(path))

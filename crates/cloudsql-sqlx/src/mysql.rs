@@ -40,10 +40,7 @@ async fn socket_options(
         .options(dial)
         .serve()
         .await?;
-    let path = socket.path().ok_or_else(|| cloudsql_core::Error::Config {
-        message: "the local socket has no Unix path".to_owned(),
-    })?;
-    let mut options = options.socket(path).ssl_mode(MySqlSslMode::Disabled);
+    let mut options = options.socket(socket.path()).ssl_mode(MySqlSslMode::Disabled);
     if iam_authn {
         let user = Engine::MySql.iam_user_name(options.get_username());
         options = options.username(&user);

@@ -44,10 +44,10 @@ async fn socket_options(
         .options(dial)
         .serve()
         .await?;
-    let dir = socket.dir().ok_or_else(|| cloudsql_core::Error::Config {
-        message: "the local socket has no directory".to_owned(),
-    })?;
-    let mut options = options.socket(dir).port(SOCKET_PORT).ssl_mode(PgSslMode::Disable);
+    let mut options = options
+        .socket(socket.dir())
+        .port(SOCKET_PORT)
+        .ssl_mode(PgSslMode::Disable);
     if iam_authn {
         let user = Engine::Postgres.iam_user_name(options.get_username());
         options = options.username(&user);

@@ -4,17 +4,20 @@
 //! authn) and relays bytes both ways.
 //!
 //! Lifecycle: a reusable socket is created once per (instance, listen, options), however many
-//! callers race for it. [`Connector::close`] leaves sockets listening but every new connection is
+//! callers race for it. [`Connector::close`](crate::Connector::close) leaves sockets listening but every new connection is
 //! refused with [`Error::Closed`]; dropping the last connector clone stops the listeners and
 //! removes the files. Either way, relayed connections stay open until their client or server
 //! ends them; only [`LocalSocket::shutdown`] cuts them.
 
+mod addr;
+mod dialer;
 mod refusal;
 mod registry;
 mod relay;
 #[cfg(unix)]
 mod unix;
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,15 +27,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+pub use addr::{ListenAddr, UnixSocketAddr};
+pub(crate) use dialer::{DialFuture, InstanceDialer};
 use refusal::Refusal;
 pub(crate) use registry::SocketRegistry;
-use registry::{Endpoint, SocketEntry, SocketState};
+use registry::{Endpoint, ReuseKey, SocketEntry, SocketState};
 use relay::Listener;
 
-use crate::{ClientProtocol, Connector, DialOptions, Error};
+use crate::{ClientProtocol, DialOptions, Error};
 
 /// Where the socket listens.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Listen {
     /// `<dir>/.s.PGSQL.<port>`, so that `host=<dir>` (libpq, sqlx, tokio-postgres) finds it.
     PostgresUnix(u16),
@@ -53,34 +58,50 @@ impl Listen {
 }
 
 /// Configures and starts a local socket for one instance. Get one from
-/// [`Connector::local_socket`].
+/// [`Connector::local_socket`](crate::Connector::local_socket).
+///
+/// It listens on a Unix domain socket unless [`tcp`](LocalSocketBuilder::tcp) is called, which
+/// makes it a `LocalSocketBuilder<SocketAddr>`; either way [`serve`](LocalSocketBuilder::serve)
+/// returns a [`LocalSocket`] whose [`addr`](LocalSocket::addr) is of that kind.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), cloudsql_core::Error> {
 /// let connector = cloudsql_core::Connector::builder().build()?;
 /// let socket = connector.local_socket("my-project:us-central1:my-db").postgres_unix().serve().await?;
 /// // libpq-style clients: host=<dir>, port 5432.
-/// println!("host={}", socket.dir().unwrap().display());
+/// println!("host={}", socket.dir().display());
+///
+/// let tcp = connector
+///     .local_socket("my-project:us-central1:my-db")
+///     .tcp("127.0.0.1:0".parse().unwrap())
+///     .serve()
+///     .await?;
+/// println!("port={}", tcp.addr().port());
 /// # Ok(()) }
 /// ```
 #[must_use]
 #[derive(Debug)]
-pub struct LocalSocketBuilder {
-    connector: Connector,
+pub struct LocalSocketBuilder<A = UnixSocketAddr> {
+    dialer: Arc<dyn InstanceDialer>,
+    sockets: Arc<SocketRegistry>,
     instance: String,
     listen: Listen,
     dir: Option<PathBuf>,
     options: DialOptions,
+    kind: PhantomData<fn() -> A>,
 }
 
-impl LocalSocketBuilder {
-    pub(crate) fn new(connector: Connector, instance: &str) -> Self {
+impl LocalSocketBuilder<UnixSocketAddr> {
+    /// A builder for a socket of `sockets`' connector, dialing through `dialer`.
+    pub(crate) fn new(dialer: Arc<dyn InstanceDialer>, sockets: Arc<SocketRegistry>, instance: &str) -> Self {
         Self {
-            connector,
+            dialer,
+            sockets,
             instance: instance.to_owned(),
             listen: Listen::UnixFile("cloudsql.sock".to_owned()),
             dir: None,
             options: DialOptions::new(),
+            kind: PhantomData,
         }
     }
 
@@ -103,9 +124,16 @@ impl LocalSocketBuilder {
 
     /// Listen on a loopback TCP address instead (port 0 picks a free one). Anything that can
     /// reach the port can use the connection, so only loopback addresses are accepted.
-    pub fn tcp(mut self, addr: SocketAddr) -> Self {
-        self.listen = Listen::Tcp(addr);
-        self
+    pub fn tcp(self, addr: SocketAddr) -> LocalSocketBuilder<SocketAddr> {
+        LocalSocketBuilder {
+            dialer: self.dialer,
+            sockets: self.sockets,
+            instance: self.instance,
+            listen: Listen::Tcp(addr),
+            dir: None,
+            options: self.options,
+            kind: PhantomData,
+        }
     }
 
     /// Put the socket in this directory, which must be private to the current user (mode
@@ -115,7 +143,9 @@ impl LocalSocketBuilder {
         self.dir = Some(dir.into());
         self
     }
+}
 
+impl<A: ListenAddr> LocalSocketBuilder<A> {
     /// Options for every connection dialed through the socket.
     pub fn options(mut self, options: DialOptions) -> Self {
         self.options = options;
@@ -129,23 +159,27 @@ impl LocalSocketBuilder {
     /// instance with the same options on this connector is reused, so calling this once per
     /// connection does not pile up listeners. Concurrent first calls share one creation: they
     /// all get the same socket, or the same error (which is not kept: the next call tries again).
-    pub async fn serve(self) -> Result<LocalSocket, Error> {
-        if self.connector.is_closed() {
+    pub async fn serve(self) -> Result<LocalSocket<A>, Error> {
+        if self.dialer.is_closed() {
             return Err(Error::Closed);
         }
         self.options.validate()?;
         let reuse_key = match (&self.dir, &self.listen) {
             (None, Listen::Tcp(addr)) if addr.port() != 0 => None,
-            (None, listen) => Some(format!("{}|{listen:?}|{:?}", self.instance, self.options)),
+            (None, listen) => Some(ReuseKey {
+                instance: self.instance.clone(),
+                listen: listen.clone(),
+                options: self.options.clone(),
+            }),
             (Some(_), _) => None,
         };
         let Some(key) = reuse_key else {
             let entry = self.create().await?;
-            self.connector.sockets().add(entry.clone());
+            self.sockets.add(entry.clone());
             return self.registered(entry);
         };
         loop {
-            let slot = self.connector.sockets().slot(&key);
+            let slot = self.sockets.slot(&key);
             let created = slot
                 .get_or_init(|| async {
                     self.create()
@@ -155,11 +189,11 @@ impl LocalSocketBuilder {
                 })
                 .await;
             match created {
-                Ok(entry) if !entry.is_stopped() => return Ok(LocalSocket { entry: entry.clone() }),
+                Ok(entry) if !entry.is_stopped() => return LocalSocket::new(entry.clone()),
                 // Shut down explicitly: make a new one.
-                Ok(_) => self.connector.sockets().forget(&key, &slot),
+                Ok(_) => self.sockets.forget(&key, &slot),
                 Err(e) => {
-                    self.connector.sockets().forget(&key, &slot);
+                    self.sockets.forget(&key, &slot);
                     return Err(e.clone());
                 }
             }
@@ -167,22 +201,18 @@ impl LocalSocketBuilder {
     }
 
     /// The handle for a registered entry, unless the connector closed meanwhile.
-    fn registered(&self, entry: Arc<SocketEntry>) -> Result<LocalSocket, Error> {
-        if self.connector.is_closed() {
+    fn registered(&self, entry: Arc<SocketEntry>) -> Result<LocalSocket<A>, Error> {
+        if self.dialer.is_closed() {
             entry.stop_listening();
             return Err(Error::Closed);
         }
-        Ok(LocalSocket { entry })
+        LocalSocket::new(entry)
     }
 
     /// Checks the instance, binds the listener and starts accepting.
     async fn create(&self) -> Result<Arc<SocketEntry>, Error> {
-        if self.options.engine.is_some() {
-            self.connector.check_engine(&self.instance, &self.options).await?;
-        } else {
-            // Validate (or resolve) the name early; the first connection would fail anyway.
-            self.connector.instance_name(&self.instance).await?;
-        }
+        // Resolve the name (and check the engine) early; the first connection would fail anyway.
+        self.dialer.clone().check(&self.instance, &self.options).await?;
         let (listener, endpoint, protocol) = match &self.listen {
             Listen::Tcp(addr) => {
                 if !addr.ip().is_loopback() {
@@ -193,10 +223,10 @@ impl LocalSocketBuilder {
                 }
                 let listener = TcpListener::bind(addr)
                     .await
-                    .map_err(|e| Error::config(format!("cannot listen on {addr}: {e}")))?;
+                    .map_err(|e| Error::local_socket_io("listen on", addr.to_string(), e))?;
                 let bound = listener
                     .local_addr()
-                    .map_err(|e| Error::config(format!("cannot read the bound address: {e}")))?;
+                    .map_err(|e| Error::local_socket_io("read the bound address of", addr.to_string(), e))?;
                 (Listener::Tcp(listener), Endpoint::Tcp(bound), ClientProtocol::Tcp)
             }
             #[cfg(unix)]
@@ -220,7 +250,10 @@ impl LocalSocketBuilder {
                 };
                 (
                     Listener::Unix(listener),
-                    Endpoint::Unix { dir, path, owns_dir },
+                    Endpoint::Unix {
+                        addr: UnixSocketAddr::new(dir, path),
+                        owns_dir,
+                    },
                     ClientProtocol::Uds,
                 )
             }
@@ -244,7 +277,7 @@ impl LocalSocketBuilder {
         debug!(instance = %self.instance, endpoint = %state.endpoint, "local socket serving");
         entry.tasks.spawn(relay::accept_loop(
             listener,
-            self.connector.downgrade(),
+            Arc::downgrade(&self.dialer),
             self.options.clone().metadata_exchange(protocol),
             state,
             entry.accept_stop.clone(),
@@ -254,53 +287,46 @@ impl LocalSocketBuilder {
     }
 }
 
-/// A running local socket.
+/// A running local socket, listening on an address of kind `A`: a [`UnixSocketAddr`] (the
+/// default) or a loopback TCP [`SocketAddr`].
 ///
 /// It listens until [`shutdown`](LocalSocket::shutdown) or until the last clone of its connector
 /// is dropped; dropping this handle does not stop it, and it does not keep the connector alive.
-/// After [`Connector::close`] it keeps its file but refuses every new connection with
-/// [`Error::Closed`] (see [`last_error`](LocalSocket::last_error)). Connections already relayed
-/// stay open through a close or a drop of the connector, until their client or server ends them.
+/// After [`Connector::close`](crate::Connector::close) it keeps its file but refuses every new
+/// connection with [`Error::Closed`] (see [`last_error`](LocalSocket::last_error)). Connections
+/// already relayed stay open through a close or a drop of the connector, until their client or
+/// server ends them.
 #[derive(Debug, Clone)]
-pub struct LocalSocket {
+pub struct LocalSocket<A = UnixSocketAddr> {
     entry: Arc<SocketEntry>,
+    addr: A,
 }
 
-impl LocalSocket {
-    /// The Unix socket's path, if it is one.
-    pub fn path(&self) -> Option<&Path> {
-        match &self.entry.state.endpoint {
-            #[cfg(unix)]
-            Endpoint::Unix { path, .. } => Some(path),
-            Endpoint::Tcp(_) => None,
+impl<A: ListenAddr> LocalSocket<A> {
+    /// The handle of a running entry, which listens on an `A` (reused entries are keyed by how
+    /// they listen, so the kind always matches; a mismatch is refused rather than trusted).
+    fn new(entry: Arc<SocketEntry>) -> Result<Self, Error> {
+        match addr::of::<A>(&entry.state.endpoint) {
+            Some(addr) => Ok(Self { entry, addr }),
+            None => Err(Error::config(format!(
+                "the local socket for `{}` listens on {}, not on the kind of address asked for",
+                entry.state.instance, entry.state.endpoint
+            ))),
         }
     }
 
-    /// The directory holding the Unix socket (the `host` for Postgres clients).
-    pub fn dir(&self) -> Option<&Path> {
-        match &self.entry.state.endpoint {
-            #[cfg(unix)]
-            Endpoint::Unix { dir, .. } => Some(dir),
-            Endpoint::Tcp(_) => None,
-        }
-    }
-
-    /// The TCP address, if it listens on TCP.
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
-        match &self.entry.state.endpoint {
-            Endpoint::Tcp(addr) => Some(*addr),
-            #[cfg(unix)]
-            Endpoint::Unix { .. } => None,
-        }
+    /// Where the socket listens.
+    pub fn addr(&self) -> &A {
+        &self.addr
     }
 
     /// The instance it serves.
     pub fn instance(&self) -> &str {
         &self.entry.state.instance
     }
-
     /// The error of the last connection the socket could not dial (a refused server certificate,
-    /// a timeout, [`Error::Closed`] after [`Connector::close`], …), if any.
+    /// a timeout, [`Error::Closed`] after [`Connector::close`](crate::Connector::close), …), if
+    /// any.
     ///
     /// A driver only sees its connection refused: the socket tells the client the error's text
     /// in its own protocol when it knows it (a Postgres `ErrorResponse`, a MySQL ERR packet), and
@@ -336,5 +362,17 @@ impl LocalSocket {
     pub async fn shutdown(&self) {
         self.entry.shutdown();
         self.entry.tasks.wait().await;
+    }
+}
+
+impl LocalSocket<UnixSocketAddr> {
+    /// The socket file.
+    pub fn path(&self) -> &Path {
+        self.addr.path()
+    }
+
+    /// The directory holding the socket (the `host` for Postgres clients).
+    pub fn dir(&self) -> &Path {
+        self.addr.dir()
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -12,8 +11,11 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Listen;
+#[cfg(unix)]
+use super::addr::UnixSocketAddr;
 use super::refusal::Refusal;
-use crate::Error;
+use crate::{DialOptions, Error};
 
 /// Where a running socket listens.
 #[derive(Debug)]
@@ -21,8 +23,8 @@ pub(super) enum Endpoint {
     Tcp(SocketAddr),
     #[cfg(unix)]
     Unix {
-        dir: PathBuf,
-        path: PathBuf,
+        addr: UnixSocketAddr,
+        /// Whether the connector made the directory (and so removes it).
         owns_dir: bool,
     },
 }
@@ -32,7 +34,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
             #[cfg(unix)]
-            Endpoint::Unix { path, .. } => write!(f, "unix://{}", path.display()),
+            Endpoint::Unix { addr, .. } => addr.fmt(f),
         }
     }
 }
@@ -102,10 +104,10 @@ impl SocketEntry {
         self.accept_stop.cancel();
         self.tasks.close();
         #[cfg(unix)]
-        if let Endpoint::Unix { dir, path, owns_dir } = &self.state.endpoint {
-            let _ = std::fs::remove_file(path);
+        if let Endpoint::Unix { addr, owns_dir } = &self.state.endpoint {
+            let _ = std::fs::remove_file(addr.path());
             if *owns_dir {
-                let _ = std::fs::remove_dir(dir);
+                let _ = std::fs::remove_dir(addr.dir());
             }
         }
     }
@@ -123,6 +125,15 @@ impl Drop for SocketEntry {
     }
 }
 
+/// What makes two sockets interchangeable: the same instance, listening the same way, dialing
+/// with the same options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ReuseKey {
+    pub(super) instance: String,
+    pub(super) listen: Listen,
+    pub(super) options: DialOptions,
+}
+
 /// A reusable socket being created or created; every caller of one key awaits the same cell, so
 /// a failed creation reaches them all once and is then forgotten.
 type Slot = Arc<OnceCell<Result<Arc<SocketEntry>, Error>>>;
@@ -136,8 +147,8 @@ pub(crate) struct SocketRegistry {
 
 #[derive(Debug, Default)]
 struct RegistryState {
-    /// Reusable sockets by instance|listen|options.
-    shared: HashMap<String, Slot>,
+    /// Reusable sockets.
+    shared: HashMap<ReuseKey, Slot>,
     /// Sockets with an explicit directory or port, never reused.
     others: Vec<Arc<SocketEntry>>,
 }
@@ -148,12 +159,12 @@ impl SocketRegistry {
     }
 
     /// The slot for `key`, new if none.
-    pub(super) fn slot(&self, key: &str) -> Slot {
-        self.lock().shared.entry(key.to_owned()).or_default().clone()
+    pub(super) fn slot(&self, key: &ReuseKey) -> Slot {
+        self.lock().shared.entry(key.clone()).or_default().clone()
     }
 
     /// Drops `slot` from the map (if it is still the one there), so the next caller creates anew.
-    pub(super) fn forget(&self, key: &str, slot: &Slot) {
+    pub(super) fn forget(&self, key: &ReuseKey, slot: &Slot) {
         let mut state = self.lock();
         if state.shared.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             state.shared.remove(key);

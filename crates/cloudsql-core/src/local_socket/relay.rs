@@ -2,7 +2,7 @@
 //! client, then bytes copied both ways until either side closes.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
+use super::dialer::InstanceDialer;
 use super::registry::SocketState;
-use crate::connector::WeakConnector;
 use crate::telemetry;
 use crate::{DialOptions, Error};
 
@@ -34,7 +34,7 @@ enum Client {
 /// Accepts until `stop` is cancelled; each client gets its own relay task in `tasks`.
 pub(super) async fn accept_loop(
     listener: Listener,
-    connector: WeakConnector,
+    dialer: Weak<dyn InstanceDialer>,
     options: DialOptions,
     state: Arc<SocketState>,
     stop: CancellationToken,
@@ -48,8 +48,7 @@ pub(super) async fn accept_loop(
         match accepted {
             Ok(client) => {
                 let span = telemetry::relay_span(&state.instance, &state.endpoint);
-                tasks
-                    .spawn(relay(client, connector.clone(), options.clone(), state.clone()).instrument(span));
+                tasks.spawn(relay(client, dialer.clone(), options.clone(), state.clone()).instrument(span));
             }
             Err(e) => {
                 warn!(instance = %state.instance, socket = %state.endpoint, error = %e, "local socket accept failed");
@@ -72,29 +71,35 @@ async fn accept(listener: &Listener) -> io::Result<Client> {
     }
 }
 
-async fn relay(client: Client, connector: WeakConnector, options: DialOptions, state: Arc<SocketState>) {
+async fn relay(
+    client: Client,
+    dialer: Weak<dyn InstanceDialer>,
+    options: DialOptions,
+    state: Arc<SocketState>,
+) {
     match client {
-        Client::Tcp(s) => relay_stream(s, connector, options, state).await,
+        Client::Tcp(s) => relay_stream(s, dialer, options, state).await,
         #[cfg(unix)]
-        Client::Unix(s) => relay_stream(s, connector, options, state).await,
+        Client::Unix(s) => relay_stream(s, dialer, options, state).await,
     }
 }
 
 async fn relay_stream<S>(
     mut client: S,
-    connector: WeakConnector,
+    dialer: Weak<dyn InstanceDialer>,
     options: DialOptions,
     state: Arc<SocketState>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let dialed = match connector.upgrade() {
-        Some(connector) => {
+    let dialed = match dialer.upgrade() {
+        Some(dialer) => {
             tokio::select! {
                 () = state.relay_stop.cancelled() => return,
-                dialed = connector.connect_with(&state.instance, &options) => dialed,
+                dialed = dialer.dial(&state.instance, &options) => dialed,
             }
-            // The connector is dropped here: a relay does not keep it alive.
+            // The dial future held the connector; it is dropped here: a relay does not keep
+            // the connector alive.
         }
         None => Err(Error::Closed),
     };

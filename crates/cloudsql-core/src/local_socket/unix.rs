@@ -15,29 +15,26 @@ fn private_mode(meta: &std::fs::Metadata) -> bool {
 /// The socket's directory: the given one (created if missing; it must be a directory private
 /// to this user), or a new private one under the temp dir. Returns whether we created it.
 pub(super) fn private_dir(dir: Option<&Path>) -> Result<(PathBuf, bool), Error> {
-    let (dir, fresh) = match dir {
-        Some(dir) => (dir.to_path_buf(), false),
-        None => {
-            let name = format!(
-                "cloudsql-{}-{:016x}",
-                std::process::id(),
-                u64::from_le_bytes(crate::random::random_bytes())
-            );
-            (std::env::temp_dir().join(name), true)
-        }
+    let Some(dir) = dir else {
+        // A fresh directory with a unique name, made with mode 0700 in one step (no window in
+        // which another user could enter it). It is removed on shutdown, by the socket's entry.
+        let fresh = tempfile::Builder::new()
+            .prefix("cloudsql-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| {
+                Error::local_socket_io("create a private directory under", std::env::temp_dir(), e)
+            })?;
+        return Ok((fresh.keep(), true));
     };
+    let dir = dir.to_path_buf();
     match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => return Ok((dir, true)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !fresh => {}
-        Err(e) => {
-            return Err(Error::config(format!(
-                "cannot create socket directory {}: {e}",
-                dir.display()
-            )));
-        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::local_socket_io("create the directory", dir, e)),
     }
     let meta = std::fs::symlink_metadata(&dir)
-        .map_err(|e| Error::config(format!("cannot inspect {}: {e}", dir.display())))?;
+        .map_err(|e| Error::local_socket_io("inspect the directory", &dir, e))?;
     if !meta.is_dir() {
         return Err(Error::config(format!("{} is not a directory", dir.display())));
     }
@@ -89,15 +86,42 @@ pub(super) fn bind(path: &Path) -> Result<UnixListener, Error> {
             }
             Err(_) => {
                 tracing::debug!(path = %path.display(), "replacing a stale socket");
-                std::fs::remove_file(path).map_err(|e| {
-                    Error::config(format!("cannot remove stale socket {}: {e}", path.display()))
-                })?;
+                std::fs::remove_file(path)
+                    .map_err(|e| Error::local_socket_io("remove the stale socket", path, e))?;
             }
         }
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| Error::config(format!("cannot listen on {}: {e}", path.display())))?;
+    let listener = UnixListener::bind(path).map_err(|e| Error::local_socket_io("listen on", path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::config(format!("cannot restrict {}: {e}", path.display())))?;
+        .map_err(|e| Error::local_socket_io("make private (mode 0600)", path, e))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_an_io_error_with_its_path() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let dir = file.path().join("sockets");
+        let err = private_dir(Some(&dir)).unwrap_err();
+        let Error::LocalSocketIo { action, path, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((*action, path.as_path()), ("create the directory", dir.as_path()));
+        assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+        assert!(err.source().is_some(), "the I/O error is kept as the source");
+    }
+
+    #[test]
+    fn the_default_directory_is_fresh_and_private() {
+        let (dir, owned) = private_dir(None).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        assert!(owned && meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    }
 }

@@ -13,8 +13,10 @@ use tracing::{Instrument, Span, debug};
 pub(crate) use cache::{Cache, ForceReason, RejectionHook};
 
 use crate::admin_api::{AdminClient, Attempts};
+use crate::client_cert::ClientCert;
 use crate::conn_info::ConnInfo;
 use crate::credentials::TokenSource;
+use crate::instance_settings::InstanceSettings;
 use crate::keys::SharedKey;
 use crate::telemetry::RefreshMeter;
 use crate::{Error, InstanceConnectionName};
@@ -75,14 +77,9 @@ impl Refresher {
             } else {
                 tokio::try_join!(settings, cert)?
             };
-            let info = ConnInfo::new(
-                &self.name,
-                settings,
-                &cert.ephemeral_cert.cert,
-                &key,
-                token_expiry,
-                SystemTime::now(),
-            )?;
+            let settings = InstanceSettings::from_wire(&self.name, settings)?;
+            let cert = ClientCert::from_pem(&self.name, &cert.ephemeral_cert.cert)?;
+            let info = ConnInfo::new(&self.name, settings, cert, &key, token_expiry, SystemTime::now())?;
             debug!(expires_at = ?info.expires_at, "refresh done");
             Ok(Arc::new(info))
         }

@@ -21,23 +21,26 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Parses every certificate in a PEM bundle.
+/// Parses every certificate in a PEM bundle: the field `what` of the Admin API `method`'s answer
+/// (`serverCaCert` of `connectSettings`, `ephemeralCert` of `generateEphemeralCert`), which the
+/// errors name.
 pub(crate) fn parse_pem_certs(
     pem: &str,
     instance: &str,
+    method: &'static str,
     what: &str,
 ) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::AdminApiResponse {
             instance: instance.to_owned(),
-            method: "connectSettings",
+            method,
             detail: format!("{what} is not valid PEM: {e}"),
         })?;
     if certs.is_empty() {
         return Err(Error::AdminApiResponse {
             instance: instance.to_owned(),
-            method: "connectSettings",
+            method,
             detail: format!("{what} holds no certificate"),
         });
     }

@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use crate::instance::{Instance, Issued};
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// Bytes read from the database at once.
 const CHUNK: usize = 16 * 1024;

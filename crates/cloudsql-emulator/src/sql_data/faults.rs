@@ -2,7 +2,7 @@
 
 use std::sync::Mutex;
 
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 
 /// What the SQL Data Service does wrong; every field off by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use tracing::debug;
 
 pub use faults::{SqlDataFaultState, SqlDataFaults};
 
-use crate::oauth::lock;
+use crate::unpoisoned::lock;
 use crate::{Emulator, Error, State};
 
 /// What every call shares.
