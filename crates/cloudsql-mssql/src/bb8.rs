@@ -110,7 +110,7 @@ impl bb8::ManageConnection for CloudSqlConnectionManager {
             Err(e) => Err(e),
         };
         checked.map_err(|e| {
-            driver::ConnectErrors::<Error>::mark_check_failure();
+            driver::mark_check_failure();
             e.into()
         })
     }

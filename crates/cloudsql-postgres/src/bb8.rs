@@ -108,7 +108,7 @@ impl bb8::ManageConnection for CloudSqlConnectionManager {
         match client.simple_query("").await {
             Ok(_) => Ok(()),
             Err(e) => {
-                driver::ConnectErrors::<Error>::mark_check_failure();
+                driver::mark_check_failure();
                 Err(e.into())
             }
         }

@@ -62,7 +62,7 @@ pub enum PooledFailure {
     /// Opening a new connection failed; the error is kept for a checkout. Log it at `warn!`.
     Connect,
     /// An idle connection failed the pool's check on checkout
-    /// ([`ConnectErrors::mark_check_failure`]); the pool replaces it. Log it at `debug!`.
+    /// ([`mark_check_failure`]); the pool replaces it. Log it at `debug!`.
     Check,
 }
 
@@ -99,13 +99,6 @@ impl<E> ConnectErrors<E> {
             kept.pop_front();
         }
         self.shared.newest.send_replace(seq);
-    }
-
-    /// Call as a pooled connection fails the pool's check, just before returning the error to
-    /// the pool: the next [`sink`](Self::sink) on this thread then knows it is no failed
-    /// connect. (bb8 hands a failed check to its sink in the same poll, on the same thread.)
-    pub fn mark_check_failure() {
-        CHECK_FAILED.with(|flag| flag.set(true));
     }
 
     /// Runs the pool's `checkout` and answers a failed connect with its error (`Err`) instead of
@@ -191,6 +184,23 @@ thread_local! {
     static CHECK_FAILED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Call as a pooled connection fails the pool's check, just before returning the error to the
+/// pool: the next [`ConnectErrors::sink`] on this thread then knows it is no failed connect, and
+/// drops it. (bb8 hands a failed check to its sink in the same poll, on the same thread.)
+///
+/// ```
+/// use cloudsql_core::driver::{ConnectErrors, PooledFailure, mark_check_failure};
+///
+/// let errors = ConnectErrors::<std::io::Error>::new("proj:region:inst");
+/// mark_check_failure();
+/// errors.sink(std::io::Error::other("connection reset"), |failure, _, _| {
+///     assert_eq!(failure, PooledFailure::Check);
+/// });
+/// ```
+pub fn mark_check_failure() {
+    CHECK_FAILED.with(|flag| flag.set(true));
+}
+
 fn take_check_failure() -> bool {
     CHECK_FAILED.with(|flag| flag.replace(false))
 }
@@ -265,7 +275,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_check_is_logged_as_such_and_not_kept() {
         let errors = ConnectErrors::<String>::new("p:r:i");
-        ConnectErrors::<String>::mark_check_failure();
+        mark_check_failure();
         let mut kinds = Vec::new();
         errors.sink("broken".to_owned(), |kind, _, _| kinds.push(kind));
         errors.sink("refused".to_owned(), |kind, _, _| kinds.push(kind));

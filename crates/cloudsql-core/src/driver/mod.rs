@@ -45,7 +45,7 @@ use std::future::Future;
 
 use tracing::debug;
 
-pub use connect_errors::{ConnectErrors, PooledFailure};
+pub use connect_errors::{ConnectErrors, PooledFailure, mark_check_failure};
 
 use crate::{
     ClientProtocol, CloudSqlStream, Connector, DialOptions, Engine, Error, LocalSocket, LocalSocketBuilder,
