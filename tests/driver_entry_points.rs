@@ -207,18 +207,10 @@ async fn sqlx_postgres_connect_opens_one_connection() {
     create_scram_role(&role, "right").await;
     let base = PgConnectOptions::new().username(&role).database("postgres");
     let connector = env.connector();
-    let mut conn =
-        cloudsql::sqlx::postgres::connect(&connector, inst.connection_name(), base.clone().password("right"))
-            .await
-            .unwrap();
-    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(one, 1);
-    conn.close().await.unwrap();
-
     let err = cloudsql::sqlx::postgres::connect_with(
         &connector,
         inst.connection_name(),
-        base.password("wrong"),
+        base.clone().password("wrong"),
         &DialOptions::new(),
     )
     .await
@@ -227,6 +219,17 @@ async fn sqlx_postgres_connect_opens_one_connection() {
         panic!("expected the server's refusal, got {err:?}")
     };
     assert_eq!(db.code().as_deref(), Some("28P01"), "{db:?}");
+
+    let mut conn =
+        cloudsql::sqlx::postgres::connect(&connector, inst.connection_name(), base.password("right"))
+            .await
+            .unwrap();
+    // The connection does not need the connector once open.
+    connector.close().await;
+    drop(connector);
+    let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(one, 1);
+    conn.close().await.unwrap();
 }
 
 #[tokio::test]
