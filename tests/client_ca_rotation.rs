@@ -90,7 +90,7 @@ async fn mysql_async_conn(strategy: RefreshStrategy) {
         |connector| {
             let (name, user) = (name.clone(), user.clone());
             async move {
-                let mut conn = cloudsql::mysql::conn(&connector, &name, mysql_login(&user, Some("pw")))
+                let mut conn = cloudsql::mysql::connect(&connector, &name, mysql_login(&user, Some("pw")))
                     .await
                     .map_err(|e| format!("{:#}", anyhow::Error::from(e)))?;
                 let one: Option<i64> = conn.query_first("SELECT 1").await.map_err(|e| e.to_string())?;

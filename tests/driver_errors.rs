@@ -199,7 +199,7 @@ async fn mysql_async_errors_name_the_connector_cause() {
             .unwrap();
         assert!(err.as_connector().is_some(), "{err:?}");
         assert_names(err, fault.cause(), &format!("mysql_async pool {fault:?}"));
-        let err = cloudsql::mysql::conn(&connector, inst.connection_name(), mysql_login("app", Some("x")))
+        let err = cloudsql::mysql::connect(&connector, inst.connection_name(), mysql_login("app", Some("x")))
             .await
             .err()
             .unwrap();

@@ -73,7 +73,7 @@ async fn logs_in_on_both(
         .get(0);
     assert_eq!(&user, pg_user);
 
-    let mut conn = cloudsql::mysql::conn(connector, my.connection_name(), mysql_login(principal, None))
+    let mut conn = cloudsql::mysql::connect(connector, my.connection_name(), mysql_login(principal, None))
         .await
         .unwrap();
     let current: Option<String> = conn.query_first("SELECT CURRENT_USER()").await.unwrap();

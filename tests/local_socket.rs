@@ -7,6 +7,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use cloudsql::core::driver::DriverDial;
 use cloudsql::core::{ClientProtocol, DialOptions, Engine, Error, LocalSocket};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,13 +51,16 @@ async fn postgres_socket_is_private_and_reports_uds_in_the_metadata_exchange() {
     let mut stream = connector.connect(inst.connection_name()).await.unwrap();
     stream.shutdown().await.unwrap();
     assert_eq!(inst.counters().metadata_exchanges().len(), 1);
-    connector
-        .connect_with(
-            inst.connection_name(),
-            &DialOptions::new().metadata_exchange(ClientProtocol::Tls),
-        )
-        .await
-        .unwrap();
+    DriverDial::new(
+        &connector,
+        inst.connection_name(),
+        Engine::Postgres,
+        &DialOptions::new(),
+    )
+    .metadata_exchange(ClientProtocol::Tls)
+    .connect()
+    .await
+    .unwrap();
     assert_eq!(inst.counters().metadata_exchanges()[1].client_protocol_type, 2);
 }
 
@@ -308,14 +312,18 @@ async fn repeated_serves_reuse_one_socket() {
 async fn wrong_engine_is_refused_before_the_socket_exists() {
     let env = Env::new().await;
     let inst = env.add(env.mysql_config()).await;
-    let err = env
-        .connector()
-        .local_socket(inst.connection_name())
-        .postgres_unix()
-        .options(DialOptions::new().engine(Engine::Postgres))
-        .serve()
-        .await
-        .unwrap_err();
+    let connector = env.connector();
+    let err = DriverDial::new(
+        &connector,
+        inst.connection_name(),
+        Engine::Postgres,
+        &DialOptions::new(),
+    )
+    .local_socket()
+    .postgres_unix()
+    .serve()
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::IncompatibleDriver { .. }), "{err:?}");
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloudsql::core::driver::DriverDial;
 use cloudsql::core::{DialOptions, Engine, Error};
 use cloudsql_emulator::CaMode;
 use mysql_async::prelude::*;
@@ -153,7 +154,7 @@ async fn mysql_pool_keeps_its_connections_through_close_and_drop() {
     eprintln!("mysql_async pool checkout after close: {err}");
     assert!(err.to_string().contains("the connector is closed"), "{err}");
     assert!(!err.to_string().contains("No such file"), "{err}");
-    let err = cloudsql::mysql::conn(&connector, inst.connection_name(), login())
+    let err = cloudsql::mysql::connect(&connector, inst.connection_name(), login())
         .await
         .unwrap_err();
     assert!(
@@ -229,15 +230,19 @@ async fn sqlx_pool_keeps_its_connections_through_close_and_drop() {
     let pool = cloudsql::sqlx::postgres::pool(&connector, inst.connection_name(), base(), pool_options())
         .await
         .unwrap();
-    let path = connector
-        .local_socket(inst.connection_name())
-        .postgres_unix()
-        .options(DialOptions::new().engine(Engine::Postgres))
-        .serve()
-        .await
-        .unwrap()
-        .path()
-        .to_owned();
+    let path = DriverDial::new(
+        &connector,
+        inst.connection_name(),
+        Engine::Postgres,
+        &DialOptions::new(),
+    )
+    .local_socket()
+    .postgres_unix()
+    .serve()
+    .await
+    .unwrap()
+    .path()
+    .to_owned();
     let mut conns = Vec::new();
     for _ in 0..4 {
         conns.push(pool.acquire().await.unwrap());
@@ -315,11 +320,11 @@ async fn a_wrong_server_identity_reaches_mysql_async_and_the_log() {
     inst.faults().wrong_identity(true);
     let connector = env.connector();
 
-    let err = cloudsql::mysql::conn(&connector, inst.connection_name(), mysql_login("app", Some("pw")))
+    let err = cloudsql::mysql::connect(&connector, inst.connection_name(), mysql_login("app", Some("pw")))
         .await
         .unwrap_err();
     let text = chain(&err);
-    eprintln!("cloudsql_mysql::conn with a wrong server identity: {text}");
+    eprintln!("cloudsql_mysql::connect with a wrong server identity: {text}");
     assert!(
         matches!(err, cloudsql::mysql::Error::Connector(Error::Tls { .. })),
         "{err:?}"
@@ -337,13 +342,17 @@ async fn a_wrong_server_identity_reaches_mysql_async_and_the_log() {
     assert!(err.to_string().contains("expected common name"), "{err}");
     pool.disconnect().await.unwrap();
 
-    let socket = connector
-        .local_socket(inst.connection_name())
-        .unix_file("mysql.sock")
-        .options(DialOptions::new().engine(Engine::MySql))
-        .serve()
-        .await
-        .unwrap();
+    let socket = DriverDial::new(
+        &connector,
+        inst.connection_name(),
+        Engine::MySql,
+        &DialOptions::new(),
+    )
+    .local_socket()
+    .unix_file("mysql.sock")
+    .serve()
+    .await
+    .unwrap();
     assert_eq!(socket.failed_dials(), 2);
     assert!(matches!(socket.last_error(), Some(Error::Tls { .. })));
 

@@ -98,7 +98,7 @@ async fn mysql_accepts_a_login_token_with_the_cleartext_plugin() {
     let hour = Duration::from_secs(3600);
 
     let token = env.emulator.issue_token(&principal, &[LOGIN], hour);
-    let mut conn = cloudsql::mysql::conn(
+    let mut conn = cloudsql::mysql::connect(
         &connector,
         &name,
         mysql_login(&db_user, Some(&token)).enable_cleartext_plugin(true),
@@ -114,7 +114,7 @@ async fn mysql_accepts_a_login_token_with_the_cleartext_plugin() {
         &[LOGIN],
         hour,
     );
-    let err = cloudsql::mysql::conn(
+    let err = cloudsql::mysql::connect(
         &connector,
         &name,
         mysql_login(&db_user, Some(&other)).enable_cleartext_plugin(true),

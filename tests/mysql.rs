@@ -80,7 +80,7 @@ async fn wrong_password_is_refused_by_the_real_backend() {
     let user = unique("app");
     create_mysql_user(&user, "right").await;
     let connector = env.connector();
-    let mut conn = cloudsql::mysql::conn(
+    let mut conn = cloudsql::mysql::connect(
         &connector,
         inst.connection_name(),
         mysql_login(&user, Some("right")),
@@ -91,7 +91,7 @@ async fn wrong_password_is_refused_by_the_real_backend() {
     assert_eq!(one, Some(1));
     conn.disconnect().await.unwrap();
 
-    let err = cloudsql::mysql::conn(
+    let err = cloudsql::mysql::connect(
         &connector,
         inst.connection_name(),
         mysql_login(&user, Some("wrong")),
@@ -116,7 +116,7 @@ async fn iam_login_needs_an_iam_certificate() {
 
     // With IAM authn: the full email is accepted, no password is sent.
     let connector = env.builder().iam_authn(true).build().unwrap();
-    let mut conn = cloudsql::mysql::conn(
+    let mut conn = cloudsql::mysql::connect(
         &connector,
         inst.connection_name(),
         mysql_login(&env.sa_email, None),
@@ -130,7 +130,7 @@ async fn iam_login_needs_an_iam_certificate() {
     // Without it, the same user is refused even though the backend has the user: the password
     // must then be an access token of the principal (manual IAM authn), and this one is not.
     let plain = env.connector();
-    let err = cloudsql::mysql::conn(
+    let err = cloudsql::mysql::connect(
         &plain,
         inst.connection_name(),
         mysql_login(&db_user, Some("not-a-token")).enable_cleartext_plugin(true),

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use cloudsql::core::driver::DriverDial;
 use cloudsql::core::{ConnectStage, DialOptions, Error, RefreshStrategy};
 use support::*;
 
@@ -168,11 +169,9 @@ async fn engine_version_is_what_the_admin_api_reports() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::IamAuthnNotSupported { .. }), "{err:?}");
-    let err = connector
-        .warmup(
-            mssql.connection_name(),
-            &DialOptions::new().engine(cloudsql::core::Engine::Postgres),
-        )
+    let postgres = cloudsql::core::Engine::Postgres;
+    let err = DriverDial::new(&connector, mssql.connection_name(), postgres, &DialOptions::new())
+        .warmup()
         .await
         .unwrap_err();
     assert!(matches!(err, Error::IncompatibleDriver { .. }), "{err:?}");

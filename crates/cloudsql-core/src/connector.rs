@@ -362,7 +362,8 @@ impl Connector {
 
     /// The engine of an instance, from its (cached or fresh) connect settings.
     ///
-    /// Driver crates use [`DialOptions::engine`] instead, which refuses a mismatch before dialing.
+    /// Driver crates use [`DriverDial`](crate::driver::DriverDial) instead, which refuses a mismatch
+    /// before dialing.
     pub async fn engine(&self, instance: &str) -> Result<Option<Engine>, Error> {
         let name = self.instance_name(instance).await?;
         let cache = self.cache(&name, self.inner.iam_authn)?;
@@ -398,7 +399,8 @@ impl Connector {
     ///
     /// Fails as [`connect_with`](Self::connect_with) would before dialing: a timeout names the
     /// stage that ran out of time, an Admin API or credentials error names the instance, and an
-    /// engine other than [`DialOptions::engine`], IAM authn on SQL Server or an IP type the
+    /// engine other than the driver's ([`DriverDial::warmup`](crate::driver::DriverDial::warmup)),
+    /// IAM authn on SQL Server or an IP type the
     /// instance does not have is refused. With the
     /// background strategy the certificate is then kept fresh; with the lazy one it is refreshed
     /// by the next connect that finds it near expiry.

@@ -11,6 +11,7 @@ mod connector;
 mod credentials;
 mod dial;
 mod dns_name;
+pub mod driver;
 mod engine;
 mod error;
 mod error_chain;

@@ -3,7 +3,7 @@
 //! Right after the TLS handshake, before any database bytes, a client may tell the instance's
 //! server-side proxy how the application reached the connector, when the instance's connect
 //! settings advertise `CLIENT_PROTOCOL_TYPE`. The connector does this for you (see
-//! [`DialOptions::metadata_exchange`](crate::DialOptions::metadata_exchange)); this module is the
+//! [`DriverDial::metadata_exchange`](crate::driver::DriverDial::metadata_exchange)); this module is the
 //! codec it uses, public so that a server side (such as `cloudsql-emulator`) speaks exactly the
 //! same format. Applications never need it.
 //!

@@ -60,6 +60,9 @@ pub enum RefreshStrategy {
 
 /// Options for one connection, overriding the connector's defaults.
 ///
+/// Driver crates take these from the user and add what only they know (the engine their driver
+/// speaks) with [`DriverDial`](crate::driver::DriverDial).
+///
 /// ```
 /// use std::time::Duration;
 /// use cloudsql_core::{DialOptions, IpType};
@@ -76,7 +79,10 @@ pub struct DialOptions {
     pub(crate) ip_type: Option<IpType>,
     pub(crate) iam_authn: Option<bool>,
     pub(crate) timeout: Option<Duration>,
+    /// Set by driver crates through [`DriverDial`](crate::driver::DriverDial) only.
     pub(crate) engine: Option<Engine>,
+    /// Set by local sockets, and by driver crates through
+    /// [`DriverDial::metadata_exchange`](crate::driver::DriverDial::metadata_exchange).
     pub(crate) metadata_exchange: Option<ClientProtocol>,
 }
 
@@ -108,28 +114,12 @@ impl DialOptions {
         self
     }
 
-    /// Refuse the instance, before any database bytes are sent, unless it runs this engine.
-    ///
-    /// Driver crates set this; it makes a Postgres driver pointed at a MySQL instance fail with
-    /// [`Error::IncompatibleDriver`](crate::Error::IncompatibleDriver).
+    /// Report how the application reached the connector with a metadata exchange (local
+    /// sockets set this for the connections they relay).
     #[must_use]
-    pub fn engine(mut self, engine: Engine) -> Self {
-        self.engine = Some(engine);
-        self
-    }
-
-    /// Report how the application reached the connector with a metadata exchange, when the
-    /// instance advertises it (`mdxProtocolSupport`). Local sockets set this for you; a plain
-    /// stream connect sends nothing unless asked.
-    #[must_use]
-    pub fn metadata_exchange(mut self, protocol: ClientProtocol) -> Self {
+    pub(crate) fn metadata_exchange(mut self, protocol: ClientProtocol) -> Self {
         self.metadata_exchange = Some(protocol);
         self
-    }
-
-    /// The IAM authn setting this connection asked for, if any.
-    pub fn iam_authn_override(&self) -> Option<bool> {
-        self.iam_authn
     }
 
     /// Refuses options no connect could honour, before any work is done.

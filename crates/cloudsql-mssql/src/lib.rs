@@ -8,6 +8,7 @@
 pub mod bb8;
 mod error;
 
+use cloudsql_core::driver::DriverDial;
 use cloudsql_core::{CloudSqlStream, Connector, DialOptions, Engine};
 use tiberius::{Client, Config, EncryptionLevel};
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
@@ -30,44 +31,45 @@ pub type CloudSqlClient = Client<Compat<CloudSqlStream>>;
 /// returned as tiberius reported it and the connector starts a paced background refresh of the
 /// instance's certificate and settings ([`Connector::force_refresh`]); later connects do not
 /// wait for it while the current certificate is valid.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tiberius::Config::new();
+/// config.authentication(tiberius::AuthMethod::sql_server("sqlserver", "secret"));
+/// let mut client = cloudsql_mssql::connect(&connector, "proj:region:inst", config).await?;
+/// client.simple_query("SELECT 1").await?.into_row().await?;
+/// # Ok(()) }
+/// ```
 pub async fn connect(connector: &Connector, instance: &str, config: Config) -> Result<CloudSqlClient, Error> {
     connect_with(connector, instance, config, &DialOptions::new()).await
 }
 
 /// [`connect`] with per-connection options (IP type, timeout). A failed login starts a paced
 /// background refresh, as with [`connect`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use cloudsql_core::{DialOptions, IpType};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tiberius::Config::new();
+/// config.authentication(tiberius::AuthMethod::sql_server("sqlserver", "secret"));
+/// let options = DialOptions::new().ip_type(IpType::Private).timeout(Duration::from_secs(10));
+/// let mut client = cloudsql_mssql::connect_with(&connector, "proj:region:inst", config, &options).await?;
+/// client.simple_query("SELECT 1").await?.into_row().await?;
+/// # Ok(()) }
+/// ```
 pub async fn connect_with(
     connector: &Connector,
     instance: &str,
     mut config: Config,
     options: &DialOptions,
 ) -> Result<CloudSqlClient, Error> {
-    let options = options.clone().engine(Engine::SqlServer);
-    let stream = connector.connect_with(instance, &options).await?;
+    let dial = DriverDial::new(connector, instance, Engine::SqlServer, options);
+    let stream = dial.connect().await?;
     config.encryption(EncryptionLevel::NotSupported);
     tracing::debug!(instance, "starting TDS session over the connector stream");
-    match Client::connect(config, stream.compat_write()).await {
-        Ok(client) => Ok(client),
-        Err(e) => {
-            refresh_after_failure(connector, instance, &e).await;
-            Err(e.into())
-        }
-    }
-}
-
-/// The driver failed on a stream the connector handed over: the connector could not see why,
-/// so it refreshes in the background (paced; connects keep using a valid certificate).
-async fn refresh_after_failure(connector: &Connector, instance: &str, error: &tiberius::error::Error) {
-    tracing::debug!(
-        instance,
-        error = error as &dyn std::error::Error,
-        "SQL Server login failed; refreshing in the background"
-    );
-    if let Err(e) = connector.force_refresh(instance).await {
-        tracing::debug!(
-            instance,
-            error = &e as &dyn std::error::Error,
-            "could not start a refresh"
-        );
-    }
+    Ok(dial.login(Client::connect(config, stream.compat_write())).await?)
 }

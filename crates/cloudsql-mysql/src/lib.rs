@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cloudsql_core::driver::{DriverDial, LoginError};
 use cloudsql_core::{Connector, DialOptions, Engine, LocalSocket};
 use mysql_async::prelude::GlobalHandler;
 use mysql_async::{Conn, InfileData, LocalInfileError, Opts, OptsBuilder, Pool};
@@ -39,42 +40,30 @@ pub async fn opts_with(
     opts: OptsBuilder,
     options: &DialOptions,
 ) -> Result<Opts, Error> {
-    Ok(socket_opts(connector, instance, opts, options).await?.0)
+    let dial = DriverDial::new(connector, instance, Engine::MySql, options);
+    Ok(socket_opts(&dial, opts).await?.0)
 }
 
 /// The options and the socket they point at.
-async fn socket_opts(
-    connector: &Connector,
-    instance: &str,
-    opts: OptsBuilder,
-    options: &DialOptions,
-) -> Result<(Opts, LocalSocket), Error> {
-    let options = options.clone().engine(Engine::MySql);
-    let iam_authn = options.iam_authn_override().unwrap_or(connector.iam_authn());
-    let socket = connector
-        .local_socket(instance)
-        .unix_file("mysql.sock")
-        .options(options)
-        .serve()
-        .await?;
+async fn socket_opts(dial: &DriverDial<'_>, opts: OptsBuilder) -> Result<(Opts, LocalSocket), Error> {
+    let socket = dial.local_socket().unix_file("mysql.sock").serve().await?;
     let path = socket.path().to_string_lossy().into_owned();
     let mut builder = opts
         .ip_or_hostname("localhost")
         .socket(Some(path))
         .prefer_socket(false);
     let current = Opts::from(builder.clone());
-    if iam_authn && let Some(user) = current.user() {
-        let user = Engine::MySql.iam_user_name(user);
+    if let Some(user) = current.user().and_then(|user| dial.iam_user(user)) {
         builder = builder.user(Some(user)).pass(None::<String>);
     }
     builder = builder.local_infile_handler(Some(KeepAlive {
         inner: current.local_infile_handler(),
-        _connector: connector.clone(),
+        _connector: dial.connector().clone(),
         _socket: socket.clone(),
     }));
     tracing::debug!(
-        instance,
-        iam_authn,
+        instance = dial.instance(),
+        iam_authn = dial.iam_authn(),
         "mysql_async options point at the local socket"
     );
     Ok((Opts::from(builder), socket))
@@ -90,53 +79,46 @@ async fn socket_opts(
 /// paced background refresh of the instance's certificate and settings
 /// ([`Connector::force_refresh`]); later connects do not wait for it while the current
 /// certificate is valid.
-pub async fn conn(connector: &Connector, instance: &str, opts: OptsBuilder) -> Result<Conn, Error> {
-    let (opts, socket) = socket_opts(connector, instance, opts, &DialOptions::new()).await?;
-    let failed_dials = socket.failed_dials();
-    match Conn::new(opts).await {
-        Ok(conn) => Ok(conn),
-        Err(e) => Err(connect_error(connector, instance, &socket, failed_dials, e).await),
-    }
+///
+/// ```no_run
+/// use mysql_async::prelude::Queryable;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let opts = mysql_async::OptsBuilder::default().user(Some("app")).pass(Some("secret")).db_name(Some("appdb"));
+/// let mut conn = cloudsql_mysql::connect(&connector, "proj:region:inst", opts).await?;
+/// let one: Option<i64> = conn.query_first("SELECT 1").await?;
+/// assert_eq!(one, Some(1));
+/// # Ok(()) }
+/// ```
+pub async fn connect(connector: &Connector, instance: &str, opts: OptsBuilder) -> Result<Conn, Error> {
+    connect_with(connector, instance, opts, &DialOptions::new()).await
 }
 
-/// The error for a failed driver connect: the socket's dial error when one was recorded since
-/// `failed_dials`, else the driver's, after starting a background refresh.
-async fn connect_error(
+/// [`connect`] with per-connection options (IP type, IAM authn, timeout).
+///
+/// ```no_run
+/// use cloudsql_core::{DialOptions, IpType};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// // IAM database authn: the principal as the user, no password.
+/// let opts = mysql_async::OptsBuilder::default().user(Some("app@my-project.iam.gserviceaccount.com"));
+/// let options = DialOptions::new().ip_type(IpType::Private).iam_authn(true);
+/// let conn = cloudsql_mysql::connect_with(&connector, "proj:region:inst", opts, &options).await?;
+/// # let _ = conn; Ok(()) }
+/// ```
+pub async fn connect_with(
     connector: &Connector,
     instance: &str,
-    socket: &LocalSocket,
-    failed_dials: u64,
-    error: mysql_async::Error,
-) -> Error {
-    if socket.failed_dials() != failed_dials
-        && let Some(cause) = socket.last_error()
-    {
-        tracing::debug!(
-            instance,
-            error = &error as &dyn std::error::Error,
-            "mysql_async connect failed because the local socket could not dial the instance"
-        );
-        return cause.into();
-    }
-    refresh_after_failure(connector, instance, &error).await;
-    error.into()
-}
-
-/// The driver failed on a connection the local socket relayed: the connector could not see
-/// why, so it refreshes in the background (paced; connects keep using a valid certificate).
-async fn refresh_after_failure(connector: &Connector, instance: &str, error: &mysql_async::Error) {
-    tracing::debug!(
-        instance,
-        error = error as &dyn std::error::Error,
-        "MySQL login failed; refreshing in the background"
-    );
-    if let Err(e) = connector.force_refresh(instance).await {
-        tracing::debug!(
-            instance,
-            error = &e as &dyn std::error::Error,
-            "could not start a refresh"
-        );
-    }
+    opts: OptsBuilder,
+    options: &DialOptions,
+) -> Result<Conn, Error> {
+    let dial = DriverDial::new(connector, instance, Engine::MySql, options);
+    let (opts, socket) = socket_opts(&dial, opts).await?;
+    dial.login_via(&socket, Conn::new(opts))
+        .await
+        .map_err(LoginError::into_error)
 }
 
 /// A mysql_async pool for `instance`; every new pooled connection goes through the connector.
@@ -147,7 +129,7 @@ async fn refresh_after_failure(connector: &Connector, instance: &str, error: &my
 /// saying the connector is closed.
 ///
 /// The pool connects lazily and internally, with no hook for a failed connect, so a pooled
-/// connection's failed login does not start a refresh the way [`conn`] does, and a failed dial
+/// connection's failed login does not start a refresh the way [`connect`] does, and a failed dial
 /// reaches the application as a MySQL error carrying the connector's message (the typed error is
 /// in [`LocalSocket::last_error`](cloudsql_core::LocalSocket::last_error) and the `warn` log). The
 /// connector still refreshes by itself when a dial fails, and when the instance refuses the

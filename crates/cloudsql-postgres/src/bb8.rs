@@ -14,25 +14,20 @@
 //!   of `TimedOut`.
 //!
 //! `Builder::build` with `min_idle` set, and [`bb8::Pool::dedicated_connection`], return the
-//! real error by themselves.
-
-use std::cell::Cell;
-use std::collections::VecDeque;
-use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+//! real error by themselves, as does [`pool`], which opens the pool's first connection.
+//!
+//! The collecting is `cloudsql_core::driver::ConnectErrors`, shared with the other driver
+//! crates; the log lines are this module's (target `cloudsql_postgres::bb8`).
 
 use bb8::ErrorSink;
 /// bb8's pool types, re-exported so that an application needs no `bb8` dependency of its own.
 pub use bb8::{Builder, Pool, PooledConnection, RunError};
+use cloudsql_core::driver::{self, PooledFailure};
 use cloudsql_core::{Connector, DialOptions};
-use tokio::sync::watch;
 use tokio_postgres::{Client, Config};
 
 use crate::Error;
 use crate::connect::connect_with;
-
-/// How many failed connects [`ConnectErrors`] keeps for checkouts to pick up.
-const KEPT_ERRORS: usize = 16;
 
 /// Opens pooled tokio-postgres connections to one instance through the connector.
 ///
@@ -72,7 +67,7 @@ impl CloudSqlConnectionManager {
     pub fn new(connector: Connector, instance: impl Into<String>, config: Config) -> Self {
         let instance = instance.into();
         Self {
-            errors: ConnectErrors::new(&instance),
+            errors: ConnectErrors(driver::ConnectErrors::new(&instance)),
             connector,
             instance,
             config,
@@ -113,7 +108,7 @@ impl bb8::ManageConnection for CloudSqlConnectionManager {
         match client.simple_query("").await {
             Ok(_) => Ok(()),
             Err(e) => {
-                mark_check_failure();
+                driver::mark_check_failure();
                 Err(e.into())
             }
         }
@@ -131,34 +126,65 @@ pub fn pool_builder(manager: &CloudSqlConnectionManager) -> Builder<CloudSqlConn
     Pool::builder().error_sink(Box::new(manager.connect_errors()))
 }
 
+/// A ready bb8 pool for `instance`, built with [`pool_builder`] and bb8's defaults: it has
+/// opened its first connection, so an unknown instance, an instance running another engine or
+/// a refused login fails here with this crate's [`Error`] (not bb8's timeout). Check out with
+/// [`ConnectErrors::get`] (from [`CloudSqlConnectionManager::connect_errors`]) or `Pool::get`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tokio_postgres::Config::new();
+/// config.user("app").password("secret").dbname("appdb");
+/// let pool = cloudsql_postgres::bb8::pool(connector, "proj:region:inst", config).await?;
+/// let client = pool.get().await?;
+/// client.query_one("SELECT 1", &[]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn pool(
+    connector: Connector,
+    instance: &str,
+    config: Config,
+) -> Result<Pool<CloudSqlConnectionManager>, Error> {
+    pool_with(connector, instance, config, DialOptions::new()).await
+}
+
+/// [`pool`] with per-connection options (IP type, IAM authn, timeout) for every connection the
+/// pool opens.
+///
+/// ```no_run
+/// use cloudsql_core::{DialOptions, IpType};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let mut config = tokio_postgres::Config::new();
+/// config.user("app@my-project.iam").dbname("appdb");
+/// let options = DialOptions::new().ip_type(IpType::Private).iam_authn(true);
+/// let pool = cloudsql_postgres::bb8::pool_with(connector, "proj:region:inst", config, options).await?;
+/// # let _ = pool; Ok(()) }
+/// ```
+pub async fn pool_with(
+    connector: Connector,
+    instance: &str,
+    config: Config,
+    options: DialOptions,
+) -> Result<Pool<CloudSqlConnectionManager>, Error> {
+    let manager = CloudSqlConnectionManager::new(connector, instance, config).options(options);
+    let first = bb8::ManageConnection::connect(&manager).await?;
+    let pool = pool_builder(&manager).build_unchecked(manager);
+    // An empty pool has room for it; were it full, the connection would only be dropped.
+    let _ = pool.add(first);
+    Ok(pool)
+}
+
 /// The failed connects of one manager's pools: a bb8 error sink that logs each at `warn!`
 /// (fields `instance` and `error`, the error naming its whole cause) and keeps the last few
 /// for [`ConnectErrors::get`]. A pooled connection that fails bb8's check on checkout is logged
 /// at `debug!` only: bb8 replaces it.
-#[derive(Clone)]
-pub struct ConnectErrors {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    instance: String,
-    /// Failed connects, oldest first, each with its sequence number.
-    kept: Mutex<VecDeque<(u64, Error)>>,
-    /// The sequence number of the newest failed connect.
-    newest: watch::Sender<u64>,
-}
+#[derive(Debug, Clone)]
+pub struct ConnectErrors(driver::ConnectErrors<Error>);
 
 impl ConnectErrors {
-    fn new(instance: &str) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                instance: instance.to_owned(),
-                kept: Mutex::new(VecDeque::new()),
-                newest: watch::Sender::new(0),
-            }),
-        }
-    }
-
     /// Checks out a connection from `pool`, answering a failed connect with
     /// `RunError::User(error)` instead of bb8's `RunError::TimedOut`.
     ///
@@ -170,105 +196,34 @@ impl ConnectErrors {
         &self,
         pool: &'a Pool<CloudSqlConnectionManager>,
     ) -> Result<PooledConnection<'a, CloudSqlConnectionManager>, RunError<Error>> {
-        let mut newest = self.shared.newest.subscribe();
-        let start = *newest.borrow_and_update();
-        let checkout = pool.get();
-        tokio::pin!(checkout);
-        if pool.config().retry_connection {
-            return match checkout.await {
-                Err(RunError::TimedOut) => Err(self
-                    .take_newest_after(start)
-                    .map_or(RunError::TimedOut, RunError::User)),
-                other => other,
-            };
+        // Dropping bb8's checkout early is safe: it holds no connection yet.
+        let timed_out = |r: &Result<_, _>| matches!(r, Err(RunError::TimedOut));
+        match self
+            .0
+            .checkout(pool.config().retry_connection, pool.get(), timed_out)
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => Err(RunError::User(error)),
         }
-        loop {
-            tokio::select! {
-                biased;
-                result = &mut checkout => {
-                    return match result {
-                        Err(RunError::TimedOut) => Err(self.take_oldest_after(start).map_or(RunError::TimedOut, RunError::User)),
-                        other => other,
-                    };
-                }
-                Ok(()) = newest.changed() => {
-                    if let Some(error) = self.take_oldest_after(start) {
-                        // Dropping bb8's checkout is safe: it holds no connection yet.
-                        return Err(RunError::User(error));
-                    }
-                }
-            }
-        }
-    }
-
-    fn record(&self, error: Error) {
-        tracing::warn!(
-            instance = %self.shared.instance,
-            error = %error,
-            "could not open a pooled connection"
-        );
-        let mut kept = self.shared.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let seq = *self.shared.newest.borrow() + 1;
-        kept.push_back((seq, error));
-        if kept.len() > KEPT_ERRORS {
-            kept.pop_front();
-        }
-        self.shared.newest.send_replace(seq);
-    }
-
-    /// Takes the oldest failure newer than `start`: with no retries, each failed connect
-    /// answers one waiting checkout.
-    fn take_oldest_after(&self, start: u64) -> Option<Error> {
-        let mut kept = self.shared.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = kept.iter().position(|(seq, _)| *seq > start)?;
-        kept.remove(index).map(|(_, error)| error)
-    }
-
-    /// Takes the newest failure newer than `start`: with retries, the last attempt's.
-    fn take_newest_after(&self, start: u64) -> Option<Error> {
-        let mut kept = self.shared.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = kept.iter().rposition(|(seq, _)| *seq > start)?;
-        kept.remove(index).map(|(_, error)| error)
     }
 }
 
 impl ErrorSink<Error> for ConnectErrors {
     fn sink(&self, error: Error) {
-        if take_check_failure() {
-            tracing::debug!(
-                instance = %self.shared.instance,
+        self.0.sink(error, |failure, instance, error| match failure {
+            PooledFailure::Connect => {
+                tracing::warn!(instance = %instance, error = %error, "could not open a pooled connection");
+            }
+            _ => tracing::debug!(
+                instance = %instance,
                 error = %error,
                 "a pooled connection failed its check; bb8 replaces it"
-            );
-        } else {
-            self.record(error);
-        }
+            ),
+        });
     }
 
     fn boxed_clone(&self) -> Box<dyn ErrorSink<Error>> {
         Box::new(self.clone())
     }
-}
-
-impl fmt::Debug for ConnectErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectErrors")
-            .field("instance", &self.shared.instance)
-            .finish_non_exhaustive()
-    }
-}
-
-thread_local! {
-    /// Set by `is_valid` as it fails and read by the sink: bb8 hands a failed check to the sink
-    /// in the same poll, on the same thread, with no await in between, so the flag tells a
-    /// failed check (bb8 replaces the connection) from a failed connect.
-    static CHECK_FAILED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn mark_check_failure() {
-    CHECK_FAILED.with(|flag| flag.set(true));
-}
-
-fn take_check_failure() -> bool {
-    CHECK_FAILED.with(|flag| flag.replace(false))
 }

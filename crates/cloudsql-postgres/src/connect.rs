@@ -1,5 +1,6 @@
 //! `connect` / `connect_with`: tokio-postgres over the connector's TLS stream.
 
+use cloudsql_core::driver::DriverDial;
 use cloudsql_core::{CloudSqlStream, Connector, DialOptions, Engine};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::NoTlsStream;
@@ -52,46 +53,22 @@ pub async fn connect_with(
     config: &Config,
     options: &DialOptions,
 ) -> Result<(Client, CloudSqlConnection), Error> {
-    let options = options.clone().engine(Engine::Postgres);
-    let iam_authn = options.iam_authn_override().unwrap_or(connector.iam_authn());
-    let stream = connector.connect_with(instance, &options).await?;
-    let config = tunnel_config(config, iam_authn);
+    let dial = DriverDial::new(connector, instance, Engine::Postgres, options);
+    let stream = dial.connect().await?;
+    let config = tunnel_config(config, &dial);
     debug!(
         instance,
-        iam_authn, "starting PostgreSQL session over the connector stream"
+        iam_authn = dial.iam_authn(),
+        "starting PostgreSQL session over the connector stream"
     );
-    match config.connect_raw(stream, NoTls).await {
-        Ok(pair) => Ok(pair),
-        Err(e) => {
-            refresh_after_failure(connector, instance, &e).await;
-            Err(e.into())
-        }
-    }
-}
-
-/// The driver failed on a stream the connector handed over: the connector could not see why,
-/// so it refreshes in the background (paced; connects keep using a valid certificate).
-async fn refresh_after_failure(connector: &Connector, instance: &str, error: &tokio_postgres::Error) {
-    debug!(
-        instance,
-        error = error as &dyn std::error::Error,
-        "PostgreSQL startup failed; refreshing in the background"
-    );
-    if let Err(e) = connector.force_refresh(instance).await {
-        debug!(
-            instance,
-            error = &e as &dyn std::error::Error,
-            "could not start a refresh"
-        );
-    }
+    Ok(dial.login(config.connect_raw(stream, NoTls)).await?)
 }
 
 /// The config to use inside the tunnel: no TLS, and the IAM user name rule applied.
-pub(crate) fn tunnel_config(config: &Config, iam_authn: bool) -> Config {
+fn tunnel_config(config: &Config, dial: &DriverDial<'_>) -> Config {
     let mut config = config.clone();
     config.ssl_mode(SslMode::Disable);
-    if iam_authn && let Some(user) = config.get_user() {
-        let user = Engine::Postgres.iam_user_name(user);
+    if let Some(user) = config.get_user().and_then(|user| dial.iam_user(user)) {
         config.user(user);
     }
     config
@@ -107,11 +84,19 @@ mod tests {
         config
             .user("app@proj.iam.gserviceaccount.com")
             .ssl_mode(SslMode::Require);
-        let tunneled = tunnel_config(&config, true);
+        let connector = Connector::builder()
+            .credentials(cloudsql_core::Credentials::from_token("token"))
+            .build()
+            .unwrap();
+        let dial = |iam_authn| {
+            let options = DialOptions::new().iam_authn(iam_authn);
+            DriverDial::new(&connector, "p:r:i", Engine::Postgres, &options)
+        };
+        let tunneled = tunnel_config(&config, &dial(true));
         assert_eq!(tunneled.get_user(), Some("app@proj.iam"));
         assert_eq!(tunneled.get_ssl_mode(), SslMode::Disable);
         assert_eq!(
-            tunnel_config(&config, false).get_user(),
+            tunnel_config(&config, &dial(false)).get_user(),
             Some("app@proj.iam.gserviceaccount.com")
         );
     }

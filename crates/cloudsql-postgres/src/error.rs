@@ -19,6 +19,11 @@ pub enum Error {
     Connector(cloudsql_core::Error),
     /// The database refused the login or the connection broke.
     Postgres(tokio_postgres::Error),
+    /// deadpool-postgres could not hand out a connection for another reason (a timeout, a
+    /// closed pool), from [`deadpool::pool`](crate::deadpool::pool).
+    #[cfg(feature = "deadpool")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "deadpool")))]
+    Pool(deadpool_postgres::PoolError),
 }
 
 impl Error {
@@ -27,6 +32,8 @@ impl Error {
         match self {
             Error::Connector(e) => Some(e),
             Error::Postgres(e) => connector_error(e),
+            #[cfg(feature = "deadpool")]
+            Error::Pool(_) => None,
         }
     }
 }
@@ -36,6 +43,8 @@ impl fmt::Display for Error {
         match self {
             Error::Connector(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
             Error::Postgres(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
+            #[cfg(feature = "deadpool")]
+            Error::Pool(e) => fmt::Display::fmt(&cloudsql_core::ErrorChain(e), f),
         }
     }
 }

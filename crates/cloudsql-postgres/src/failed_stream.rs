@@ -11,16 +11,16 @@ use tokio_postgres::{Config, NoTls};
 /// A stream that fails at once with a connector error, so that the error can travel inside a
 /// `tokio_postgres::Error` (which has no public constructor) to deadpool-postgres. It travels as
 /// this crate's `Error`, whose text names the whole cause, so deadpool's message does too.
-pub(crate) struct FailedStream(Option<cloudsql_core::Error>);
+pub(crate) struct FailedStream(Option<crate::Error>);
 
 impl FailedStream {
-    pub(crate) fn new(error: cloudsql_core::Error) -> Self {
+    pub(crate) fn new(error: crate::Error) -> Self {
         Self(Some(error))
     }
 
     fn error(&mut self) -> io::Error {
         match self.0.take() {
-            Some(e) => io::Error::other(crate::Error::Connector(e)),
+            Some(e) => io::Error::other(e),
             None => io::Error::from(io::ErrorKind::NotConnected),
         }
     }
@@ -47,10 +47,7 @@ impl AsyncWrite for FailedStream {
 }
 
 /// Turns a connector error into the `tokio_postgres::Error` deadpool-postgres expects.
-pub(crate) async fn into_postgres_error(
-    config: &Config,
-    error: cloudsql_core::Error,
-) -> tokio_postgres::Error {
+pub(crate) async fn into_postgres_error(config: &Config, error: crate::Error) -> tokio_postgres::Error {
     match config.connect_raw(FailedStream::new(error), NoTls).await {
         Err(e) => e,
         Ok(_) => unreachable_login(),
@@ -71,7 +68,7 @@ mod tests {
     #[tokio::test]
     async fn connector_errors_survive_the_trip_through_tokio_postgres() {
         let config = Config::new();
-        let error = into_postgres_error(&config, cloudsql_core::Error::Closed).await;
+        let error = into_postgres_error(&config, cloudsql_core::Error::Closed.into()).await;
         assert!(matches!(
             crate::connector_error(&error),
             Some(cloudsql_core::Error::Closed)

@@ -19,26 +19,21 @@ pub mod sea_orm;
 pub use cloudsql_core;
 pub use sqlx;
 
-/// sqlx failed on a connection the local socket relayed: the connector could not see why, so
-/// it refreshes in the background (paced; connects keep using a valid certificate). sqlx's own
-/// configuration errors do not count.
+/// A dial for sqlx: a failure sqlx finds in its own configuration, before it sends anything,
+/// starts no refresh.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-async fn refresh_after_failure(connector: &cloudsql_core::Connector, instance: &str, error: &sqlx::Error) {
-    if matches!(error, sqlx::Error::Configuration(_)) {
-        return;
-    }
-    tracing::debug!(
-        instance,
-        error = error as &dyn std::error::Error,
-        "login failed; refreshing in the background"
-    );
-    if let Err(e) = connector.force_refresh(instance).await {
-        tracing::debug!(
-            instance,
-            error = &e as &dyn std::error::Error,
-            "could not start a refresh"
-        );
-    }
+fn driver_dial<'a>(
+    connector: &'a cloudsql_core::Connector,
+    instance: &'a str,
+    engine: cloudsql_core::Engine,
+    options: &cloudsql_core::DialOptions,
+) -> cloudsql_core::driver::DriverDial<'a> {
+    cloudsql_core::driver::DriverDial::new(connector, instance, engine, options).skip_refresh_for(|e| {
+        matches!(
+            e.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Configuration(_))
+        )
+    })
 }
 
 /// Keeps the connector and its local socket alive until `pool` is closed or dropped (sqlx fires
@@ -58,35 +53,31 @@ fn keep_alive<DB: sqlx::Database>(
 }
 
 /// Opens the pool. When the first connection fails because the local socket could not dial the
-/// instance (since `failed_dials`), the error is the connector's, as the socket recorded it;
-/// any other failure inside sqlx starts a background refresh.
+/// instance, the error is the connector's, as the socket recorded it; any other failure inside
+/// sqlx starts a background refresh.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 async fn connect_pool<DB: sqlx::Database>(
-    connector: &cloudsql_core::Connector,
-    instance: &str,
+    dial: &cloudsql_core::driver::DriverDial<'_>,
     socket: &cloudsql_core::LocalSocket,
     options: <DB::Connection as sqlx::Connection>::Options,
     pool_options: sqlx::pool::PoolOptions<DB>,
 ) -> Result<sqlx::Pool<DB>, Error> {
-    let failed_dials = socket.failed_dials();
-    match pool_options.connect_with(options).await {
-        Ok(pool) => {
-            keep_alive(&pool, connector, socket);
-            Ok(pool)
-        }
-        Err(e) => {
-            if socket.failed_dials() != failed_dials
-                && let Some(cause) = socket.last_error()
-            {
-                tracing::debug!(
-                    instance,
-                    error = &e as &dyn std::error::Error,
-                    "sqlx connect failed because the local socket could not dial the instance"
-                );
-                return Err(cause.into());
-            }
-            refresh_after_failure(connector, instance, &e).await;
-            Err(e.into())
-        }
-    }
+    let pool = dial
+        .login_via(socket, pool_options.connect_with(options))
+        .await
+        .map_err(cloudsql_core::driver::LoginError::into_error::<Error>)?;
+    keep_alive(&pool, dial.connector(), socket);
+    Ok(pool)
+}
+
+/// Opens one connection, with the errors and refresh of [`connect_pool`].
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn connect_one<C: sqlx::Connection>(
+    dial: &cloudsql_core::driver::DriverDial<'_>,
+    socket: &cloudsql_core::LocalSocket,
+    options: C::Options,
+) -> Result<C, Error> {
+    dial.login_via(socket, C::connect_with(&options))
+        .await
+        .map_err(cloudsql_core::driver::LoginError::into_error)
 }

@@ -1,7 +1,8 @@
 //! `MySqlConnectOptions` and `MySqlPool` that reach a Cloud SQL for MySQL instance.
 
+use cloudsql_core::driver::DriverDial;
 use cloudsql_core::{Connector, DialOptions, Engine, LocalSocket};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 
 use crate::Error;
 
@@ -22,30 +23,77 @@ pub async fn connect_options_with(
     options: MySqlConnectOptions,
     dial: &DialOptions,
 ) -> Result<MySqlConnectOptions, Error> {
-    Ok(socket_options(connector, instance, options, dial).await?.0)
+    let dial = crate::driver_dial(connector, instance, Engine::MySql, dial);
+    Ok(socket_options(&dial, options).await?.0)
 }
 
 /// The options and the socket they point at.
 async fn socket_options(
+    dial: &DriverDial<'_>,
+    options: MySqlConnectOptions,
+) -> Result<(MySqlConnectOptions, LocalSocket), Error> {
+    let socket = dial.local_socket().unix_file("mysql.sock").serve().await?;
+    let mut options = options.socket(socket.path()).ssl_mode(MySqlSslMode::Disabled);
+    if let Some(user) = dial.iam_user(options.get_username()) {
+        options = options.username(&user);
+    }
+    Ok((options, socket))
+}
+
+/// One `MySqlConnection` to `instance` through the connector's local socket.
+///
+/// `options` carries the user, password and database; its host and port are replaced by the
+/// socket. If the connector cannot reach the instance for this connection (an unknown instance,
+/// a refused server certificate, a timeout), the error is the connector's
+/// ([`Error::Connector`]). If it fails inside sqlx (a wrong password, say), the error is
+/// returned as sqlx reported it and the connector starts a paced background refresh of the
+/// instance's certificate and settings ([`Connector::force_refresh`]).
+///
+/// The connection does not keep the connector alive, and needs not: once open it stays open
+/// when the connector is closed or dropped.
+///
+/// ```no_run
+/// use sqlx::Connection;
+/// use sqlx::mysql::MySqlConnectOptions;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// let options = MySqlConnectOptions::new().username("app").password("secret").database("appdb");
+/// let mut conn = cloudsql_sqlx::mysql::connect(&connector, "proj:region:inst", options).await?;
+/// conn.ping().await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect(
+    connector: &Connector,
+    instance: &str,
+    options: MySqlConnectOptions,
+) -> Result<MySqlConnection, Error> {
+    connect_with(connector, instance, options, &DialOptions::new()).await
+}
+
+/// [`connect`] with per-connection options (IP type, IAM authn, timeout).
+///
+/// ```no_run
+/// use cloudsql_core::{DialOptions, IpType};
+/// use sqlx::mysql::MySqlConnectOptions;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let connector = cloudsql_core::Connector::builder().build()?;
+/// // IAM database authn: the principal as the user, no password.
+/// let options = MySqlConnectOptions::new().username("app@my-project.iam.gserviceaccount.com").database("appdb");
+/// let dial = DialOptions::new().ip_type(IpType::Private).iam_authn(true);
+/// let conn = cloudsql_sqlx::mysql::connect_with(&connector, "proj:region:inst", options, &dial).await?;
+/// # let _ = conn; Ok(()) }
+/// ```
+pub async fn connect_with(
     connector: &Connector,
     instance: &str,
     options: MySqlConnectOptions,
     dial: &DialOptions,
-) -> Result<(MySqlConnectOptions, LocalSocket), Error> {
-    let dial = dial.clone().engine(Engine::MySql);
-    let iam_authn = dial.iam_authn_override().unwrap_or(connector.iam_authn());
-    let socket = connector
-        .local_socket(instance)
-        .unix_file("mysql.sock")
-        .options(dial)
-        .serve()
-        .await?;
-    let mut options = options.socket(socket.path()).ssl_mode(MySqlSslMode::Disabled);
-    if iam_authn {
-        let user = Engine::MySql.iam_user_name(options.get_username());
-        options = options.username(&user);
-    }
-    Ok((options, socket))
+) -> Result<MySqlConnection, Error> {
+    let dial = crate::driver_dial(connector, instance, Engine::MySql, dial);
+    let (options, socket) = socket_options(&dial, options).await?;
+    crate::connect_one(&dial, &socket, options).await
 }
 
 /// A `MySqlPool` whose every new connection goes through the connector.
@@ -85,6 +133,7 @@ pub async fn pool_with(
     pool_options: MySqlPoolOptions,
     dial: &DialOptions,
 ) -> Result<MySqlPool, Error> {
-    let (options, socket) = socket_options(connector, instance, options, dial).await?;
-    crate::connect_pool(connector, instance, &socket, options, pool_options).await
+    let dial = crate::driver_dial(connector, instance, Engine::MySql, dial);
+    let (options, socket) = socket_options(&dial, options).await?;
+    crate::connect_pool(&dial, &socket, options, pool_options).await
 }
