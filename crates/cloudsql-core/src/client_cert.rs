@@ -1,8 +1,9 @@
 //! The ephemeral client certificate, parsed from `generateEphemeralCert`'s PEM answer.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use rustls_pki_types::CertificateDer;
+use x509_cert::der::Decode;
 
 use crate::tls;
 use crate::{Error, InstanceConnectionName};
@@ -27,10 +28,9 @@ impl ClientCert {
             .into_iter()
             .next()
             .ok_or_else(|| cert_err("no certificate".into()))?;
-        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+        let parsed = x509_cert::Certificate::from_der(der.as_ref())
             .map_err(|e| cert_err(format!("cannot parse it: {e}")))?;
-        let not_after = SystemTime::UNIX_EPOCH
-            + Duration::from_secs(u64::try_from(parsed.validity().not_after.timestamp()).unwrap_or(0));
+        let not_after = parsed.tbs_certificate.validity.not_after.to_system_time();
         Ok(Self { der, not_after })
     }
 }

@@ -9,6 +9,8 @@ use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls13_signature};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use x509_cert::der::asn1::{Any, Ia5StringRef, ObjectIdentifier, PrintableStringRef, Utf8StringRef};
+use x509_cert::der::{Decode, Tag, Tagged};
 
 /// What the server certificate must name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,16 +125,36 @@ fn custom_name<'a>(server_name: &'a ServerName<'_>, dns_names: &[String]) -> Opt
 
 /// The subject common name of a certificate, if it has one.
 fn common_name(cert: &CertificateDer<'_>) -> Result<String, ServerCertError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
         .map_err(|e| ServerCertError::Unparsable(e.to_string()))?;
     let cn = parsed
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .tbs_certificate
+        .subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .find(|attribute| attribute.oid == COMMON_NAME)
+        .and_then(|attribute| directory_string(&attribute.value))
+        .unwrap_or_default();
     Ok(cn)
+}
+
+/// The `id-at-commonName` attribute type (RFC 4519).
+const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
+/// The text of a name attribute, in the string types certificates use for it.
+fn directory_string(value: &Any) -> Option<String> {
+    let text = match value.tag() {
+        Tag::Utf8String => value.decode_as::<Utf8StringRef<'_>>().ok()?.as_str().to_owned(),
+        Tag::PrintableString => value
+            .decode_as::<PrintableStringRef<'_>>()
+            .ok()?
+            .as_str()
+            .to_owned(),
+        Tag::Ia5String => value.decode_as::<Ia5StringRef<'_>>().ok()?.as_str().to_owned(),
+        _ => return None,
+    };
+    Some(text)
 }
 
 impl ServerCertVerifier for InstanceVerifier {
@@ -214,5 +236,49 @@ impl ServerCertVerifier for InstanceVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair};
+
+    use super::*;
+
+    fn cert_with(cn: Option<DnValue>) -> CertificateDer<'static> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        // rcgen names a certificate "rcgen self signed cert" unless told otherwise.
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Google, Inc");
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn the_common_name_is_read_in_each_string_type_certificates_use() {
+        let name = "my-project:my-instance";
+        for value in [
+            DnValue::Utf8String(name.to_owned()),
+            DnValue::PrintableString(name.try_into().unwrap()),
+            DnValue::Ia5String(name.try_into().unwrap()),
+        ] {
+            let kind = format!("{value:?}");
+            assert_eq!(common_name(&cert_with(Some(value))).unwrap(), name, "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_without_a_common_name_has_an_empty_one_and_garbage_is_unparsable() {
+        assert_eq!(common_name(&cert_with(None)).unwrap(), "");
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01]);
+        assert!(matches!(
+            common_name(&garbage),
+            Err(ServerCertError::Unparsable(_))
+        ));
     }
 }
