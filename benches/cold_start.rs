@@ -37,7 +37,6 @@
 //! /var/tmp/cloudsql-conformance-node-1.13 (shared with tests/conformance_node.rs); both are kept
 //! between runs. Without Python, PyPI, Node or npm, that peer's lines are skipped.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
@@ -48,6 +47,10 @@ use cloudsql_emulator::{CaMode, Emulator, Instance, InstanceConfig};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+
+#[path = "support/order.rs"]
+mod order;
+use order::shuffle;
 
 const VENV: &str = "/var/tmp/cloudsql-bench-venv";
 const PACKAGE: &str = "cloud-sql-python-connector[asyncpg,pg8000]==1.23.0";
@@ -164,19 +167,6 @@ fn child(setup: &str) -> anyhow::Result<()> {
         );
         Ok(())
     })
-}
-
-fn random() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
-fn shuffle<T>(items: &mut [T]) {
-    for i in (1..items.len()).rev() {
-        let j = (random() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
 }
 
 fn percentile(samples: &[Duration], p: f64) -> Duration {

@@ -18,7 +18,6 @@
 //! DRIVERS_ROUNDS=300 DRIVERS_BULK_ROUNDS=20 cargo bench --bench drivers
 //! ```
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,10 @@ use sqlx::postgres::PgConnectOptions;
 
 #[path = "support/floor.rs"]
 mod floor;
+#[path = "support/order.rs"]
+mod order;
 use floor::{Floor, FloorRelay};
+use order::shuffle;
 
 const MYSQL_USER: &str = "cloudsql_admin";
 const MYSQL_PASSWORD: &str = "cloudsql-mysql-admin";
@@ -270,19 +272,6 @@ async fn bulk(conn: &mut Conn) -> anyhow::Result<usize> {
             .map(String::len)
             .sum(),
     })
-}
-
-fn random() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
-fn shuffle<T>(items: &mut [T]) {
-    for i in (1..items.len()).rev() {
-        let j = (random() % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
 }
 
 fn percentile(samples: &[f64], p: f64) -> f64 {
