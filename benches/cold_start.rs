@@ -1,22 +1,28 @@
 //! Cold start benchmark: a new connector's first row, ours against Google's Cloud SQL Python
 //! Connector 1.23 (asyncpg and pg8000) and Node.js Connector 1.13 (pg), on one emulator in one
 //! run, rounds interleaved in random order, at 0 ms and at 50 ms injected latency on every Admin
-//! API call and token request; and warm connect → first row of each against ours. Prints medians,
-//! p90 and ratios.
+//! API call and token request; warm connect → first row and a 25 MB bulk read of each against
+//! ours, and ours through the local socket against the stream. Prints medians, p90 and ratios.
 //!
 //! ```sh
 //! cargo bench --bench cold_start                 # 30 rounds
 //! COLD_START_ROUNDS=60 cargo bench --bench cold_start
+//! COLD_START_OS_SEEDED=0 cargo bench --bench cold_start   # without the second aws-lc build
 //! ```
 //!
 //! What each line measures:
 //! - **ours, new process**: the true cold start of a Cloud Run or Cloud Functions instance. This
 //!   binary runs itself again as a child that times, from the first line of `main`, a Tokio
 //!   runtime, `Connector::builder()…build()`, `cloudsql_postgres::connect` and `SELECT 1`. The
-//!   key is generated in that process, as on every new instance.
-//! - **ours, new process, key raced on every core**: the same child with
-//!   `CLOUDSQL_RSA_KEYGEN_THREADS` set to the number of cores (the default leaves one free, so on
-//!   2 cores it does not race), to show what racing costs or buys on this machine.
+//!   key is generated in that process, as on every new instance, with the connector's default
+//!   race (all cores but one at once, the last one hedged after 40 ms).
+//! - **one racer / every core at once**: the same child with `CLOUDSQL_RSA_KEYGEN_THREADS` set to
+//!   1 or to the number of cores, to show what the race and the hedge cost or buy here.
+//! - **aws-lc seeded from the OS**: the same three, run from a second build of this bench made
+//!   with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (in `<target>/aws-lc-os-seeded`, built on the first
+//!   run; `COLD_START_OS_SEEDED=0` skips it). aws-lc then seeds its random generator from the
+//!   operating system instead of CPU jitter. Each child reports how long its key waited for that
+//!   seed (the `seed_ms` of the core's `RSA key generated` event).
 //! - **ours, new connector in a warm process**: the same without the runtime, in this process,
 //!   where the process-wide key already exists (a second connector costs no key generation).
 //! - **Python connector (asyncpg, pg8000)**: `create_async_connector()` →
@@ -30,7 +36,10 @@
 //! - **warm connect**: an existing connector's connect → first row, the floor under every cold
 //!   start; with it the 50 ms run prints the critical path (token ∥ key → connectSettings ∥
 //!   generateEphemeralCert → dial → first row ≈ 2 × 50 ms + warm connect). Each peer's warm
-//!   connect (a connector made once) is measured in the same rounds.
+//!   connect (a connector made once) is measured in the same rounds, and ours through the
+//!   connector's local socket (tokio-postgres over its Unix socket).
+//! - **bulk read**: one query returning 25 MB in 25,000 rows on an open connection (the connect
+//!   is not timed), once per round for ours (stream and local socket) and each peer.
 //!
 //! Google's Python connector comes from PyPI into a virtualenv this bench creates at
 //! /var/tmp/cloudsql-bench-venv, the Node connector and Node 22 from npm into
@@ -42,7 +51,7 @@ use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use cloudsql::core::{Connector, Credentials};
+use cloudsql::core::{Connector, Credentials, LocalSocket};
 use cloudsql_emulator::{CaMode, Emulator, Instance, InstanceConfig};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -71,6 +80,9 @@ const THREADS_ENV: &str = "CLOUDSQL_RSA_KEYGEN_THREADS";
 const LATENCIES: [Duration; 2] = [Duration::ZERO, Duration::from_millis(50)];
 /// Warm connects per round for ours and each peer (n = 5 × rounds; 150 in the default 30).
 const WARM_PER_ROUND: usize = 5;
+/// One bulk read per round for each path: 25 MB in 25,000 rows.
+const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 25000)";
+const BULK_BYTES: usize = 25_000_000;
 
 #[derive(Serialize, Deserialize)]
 struct Setup {
@@ -99,6 +111,45 @@ async fn first_row(connector: &Connector, instance: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A tokio-postgres client through the connector's local socket (what drivers that cannot take a
+/// stream use).
+async fn local_socket_client(
+    socket: &LocalSocket,
+) -> anyhow::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+    let mut config = pg_config();
+    config.host_path(socket.dir()).port(5432);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok((client, connection))
+}
+
+/// Connect → `SELECT 1` through the local socket.
+async fn first_row_local(socket: &LocalSocket) -> anyhow::Result<()> {
+    let (client, connection) = local_socket_client(socket).await?;
+    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
+    anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+/// The time of one bulk query on `client` (its connect not counted), every row read.
+async fn bulk(
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<()>,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let rows = client.query(BULK_SQL, &[]).await?;
+    let read: usize = rows.iter().map(|r| r.get::<_, &str>(0).len()).sum();
+    let d = t.elapsed();
+    anyhow::ensure!(read == BULK_BYTES, "the bulk query returned {read} bytes");
+    drop(client);
+    let _ = connection.await;
+    Ok(d)
+}
+
 fn build(setup: &Setup) -> anyhow::Result<Connector> {
     Ok(Connector::builder()
         .credentials(Credentials::from_file(&setup.key_file)?)
@@ -108,6 +159,8 @@ fn build(setup: &Setup) -> anyhow::Result<Connector> {
 
 /// When the connector's key became ready, from its `RSA key generated` debug event.
 static KEY_READY: OnceLock<Instant> = OnceLock::new();
+/// How long the key waited for aws-lc's random generator to be seeded (that event's `seed_ms`).
+static KEY_SEED: OnceLock<Duration> = OnceLock::new();
 
 /// Records the moment of the key's `RSA key generated` event (the one with `elapsed_ms`).
 struct KeyReady;
@@ -116,8 +169,22 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for KeyReady {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if event.metadata().fields().field("elapsed_ms").is_some() {
             let _ = KEY_READY.set(Instant::now());
+            event.record(&mut SeedField);
         }
     }
+}
+
+/// Reads the `seed_ms` field of the key's event.
+struct SeedField;
+
+impl tracing::field::Visit for SeedField {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "seed_ms" {
+            let _ = KEY_SEED.set(Duration::from_secs_f64(value / 1000.0));
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
 }
 
 /// The child: one cold start in a new process, timed from the first line of `main`.
@@ -155,8 +222,11 @@ fn child(setup: &str) -> anyhow::Result<()> {
         let t = Instant::now();
         cloudsql::core::RsaKey::generate()?;
         let second_key = t.elapsed();
+        let seed = KEY_SEED
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("the key's event had no `seed_ms`"))?;
         println!(
-            "us {} runtime {} credentials {} build {} built {} key {} second_key {}",
+            "us {} runtime {} credentials {} build {} built {} key {} second_key {} seed {}",
             total.as_micros(),
             runtime_ready.as_micros(),
             read.as_micros(),
@@ -164,6 +234,7 @@ fn child(setup: &str) -> anyhow::Result<()> {
             built.as_micros(),
             key_ready.as_micros(),
             second_key.as_micros(),
+            seed.as_micros(),
         );
         Ok(())
     })
@@ -296,6 +367,7 @@ fn peer_config(setup: &Setup) -> String {
     serde_json::json!({
         "admin_api": setup.admin_api, "instance": setup.instance,
         "user": "postgres", "db": "postgres",
+        "bulk_sql": BULK_SQL, "bulk_bytes": BULK_BYTES,
     })
     .to_string()
 }
@@ -339,19 +411,135 @@ struct ChildTimes {
     key: Duration,
     /// A second generation in the same child after the cold start, alone.
     second_key: Duration,
+    /// How long the key waited for aws-lc's random generator to be seeded.
+    seed: Duration,
     wall: Duration,
 }
 
-/// Runs this binary again as a child that measures one cold start.
-async fn ours_new_process(setup_json: &str, race_every_core: bool) -> anyhow::Result<ChildTimes> {
-    let started = Instant::now();
-    let mut command = tokio::process::Command::new(std::env::current_exe()?);
-    if race_every_core {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        command.env(THREADS_ENV, cores.to_string());
-    } else {
-        command.env_remove(THREADS_ENV);
+/// How many racers generate the key in a new-process cold start.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Racers {
+    /// The connector's default plan: all cores but one at once, one more hedged after 40 ms.
+    Default,
+    /// `CLOUDSQL_RSA_KEYGEN_THREADS=1`: one generation, no race.
+    One,
+    /// `CLOUDSQL_RSA_KEYGEN_THREADS=<cores>`: every core at once.
+    EveryCore,
+}
+
+/// How a new-process cold start is run: which build of this binary, and how many racers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Variant {
+    /// The copy built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (see [`os_seeded_build`]).
+    os_seeded: bool,
+    racers: Racers,
+}
+
+const VARIANTS: [Variant; 6] = {
+    use Racers::*;
+    [
+        Variant {
+            os_seeded: false,
+            racers: Default,
+        },
+        Variant {
+            os_seeded: false,
+            racers: One,
+        },
+        Variant {
+            os_seeded: false,
+            racers: EveryCore,
+        },
+        Variant {
+            os_seeded: true,
+            racers: Default,
+        },
+        Variant {
+            os_seeded: true,
+            racers: One,
+        },
+        Variant {
+            os_seeded: true,
+            racers: EveryCore,
+        },
+    ]
+};
+
+impl Variant {
+    fn label(self) -> &'static str {
+        match (self.os_seeded, self.racers) {
+            (false, Racers::Default) => "ours, new process (runtime+build+connect+SELECT 1)",
+            (false, Racers::One) => "ours, new process, one racer",
+            (false, Racers::EveryCore) => "ours, new process, every core at once",
+            (true, Racers::Default) => "ours, new process, aws-lc seeded from the OS",
+            (true, Racers::One) => "ours, seeded from the OS, one racer",
+            (true, Racers::EveryCore) => "ours, seeded from the OS, every core at once",
+        }
     }
+}
+
+/// Builds a copy of this bench with `AWS_LC_SYS_NO_JITTER_ENTROPY=1`, in a target directory of
+/// its own under this one, and returns its path. That build of aws-lc seeds its random generator
+/// from the operating system instead of CPU jitter; the connector's own code is the same. The
+/// first run compiles everything once more (minutes); later runs reuse it.
+async fn os_seeded_build() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // …/<target>/release/deps/cold_start-<hash>
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .ok_or_else(|| anyhow::anyhow!("cannot find the target directory from {}", exe.display()))?
+        .join("aws-lc-os-seeded");
+    eprintln!(
+        "building this bench with AWS_LC_SYS_NO_JITTER_ENTROPY=1 into {} (minutes the first time)…",
+        target.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = tokio::process::Command::new(cargo)
+        .args([
+            "bench",
+            "--bench",
+            "cold_start",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_LC_SYS_NO_JITTER_ENTROPY", "1")
+        .env("CARGO_TARGET_DIR", &target)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    anyhow::ensure!(output.status.success(), "cargo bench --no-run failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "cold_start")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| anyhow::anyhow!("cargo named no cold_start executable"))
+}
+
+/// Runs this binary (or its OS-seeded copy) again as a child that measures one cold start.
+async fn ours_new_process(
+    setup_json: &str,
+    variant: Variant,
+    os_seeded: Option<&Path>,
+) -> anyhow::Result<ChildTimes> {
+    let started = Instant::now();
+    let exe = match (variant.os_seeded, os_seeded) {
+        (false, _) => std::env::current_exe()?,
+        (true, Some(exe)) => exe.to_owned(),
+        (true, None) => anyhow::bail!("no OS-seeded build"),
+    };
+    let mut command = tokio::process::Command::new(exe);
+    match variant.racers {
+        Racers::Default => command.env_remove(THREADS_ENV),
+        Racers::One => command.env(THREADS_ENV, "1"),
+        Racers::EveryCore => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            command.env(THREADS_ENV, cores.to_string())
+        }
+    };
     let output = command
         .env(CHILD_ENV, setup_json)
         .stdin(Stdio::null())
@@ -371,9 +559,9 @@ async fn ours_new_process(setup_json: &str, race_every_core: bool) -> anyhow::Re
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
-    anyhow::ensure!(fields.len() == 7, "child printed {stdout}");
-    let [total, runtime, credentials, build, built, key, second_key] =
-        [0, 1, 2, 3, 4, 5, 6].map(|i| Duration::from_micros(fields[i]));
+    anyhow::ensure!(fields.len() == 8, "child printed {stdout}");
+    let [total, runtime, credentials, build, built, key, second_key, seed] =
+        [0, 1, 2, 3, 4, 5, 6, 7].map(|i| Duration::from_micros(fields[i]));
     Ok(ChildTimes {
         total,
         runtime,
@@ -382,28 +570,43 @@ async fn ours_new_process(setup_json: &str, race_every_core: bool) -> anyhow::Re
         built,
         key,
         second_key,
+        seed,
         wall,
     })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Run {
-    OursNewProcess,
-    OursNewProcessEveryCore,
+    /// A cold start in a new process (index into [`VARIANTS`]).
+    OursNewProcess(usize),
     OursWarmProcess,
     Warm,
+    /// Warm connect → first row through the connector's local socket.
+    WarmLocalSocket,
+    /// One bulk read on a connection through the connector's stream.
+    BulkStream,
+    /// One bulk read through the local socket.
+    BulkLocalSocket,
+    /// A peer's bulk read (index into [`PEER_LINES`]).
+    PeerBulk(usize),
     /// A peer's new connector → first row (index into [`PEER_LINES`]).
     PeerCold(usize),
     /// A peer's connect → first row on a connector made before.
     PeerWarm(usize),
 }
 
+/// One new-process round: (total, key ready, connect began).
+type Parts = (Duration, Duration, Duration);
+
 #[derive(Default)]
 struct Samples {
     by: Vec<((Run, usize), Vec<Duration>)>,
     exec_wall: [Vec<Duration>; 2],
-    /// Per new-process round: (total, key ready, connect began), for the critical path.
-    parts: [Vec<(Duration, Duration, Duration)>; 2],
+    /// Per new-process round, by (variant, latency): (total, key ready, connect began), for the
+    /// critical path.
+    parts: Vec<((usize, usize), Vec<Parts>)>,
+    /// How long each variant's key waited for the random generator's seed.
+    seed: [Vec<Duration>; VARIANTS.len()],
     runtime: Vec<Duration>,
     credentials: Vec<Duration>,
     build: Vec<Duration>,
@@ -420,6 +623,20 @@ impl Samples {
 
     fn get(&self, key: (Run, usize)) -> Option<&[Duration]> {
         self.by.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_slice())
+    }
+
+    fn push_parts(&mut self, key: (usize, usize), parts: Parts) {
+        match self.parts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(parts),
+            None => self.parts.push((key, vec![parts])),
+        }
+    }
+
+    fn parts(&self, key: (usize, usize)) -> &[Parts] {
+        self.parts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(&[], |(_, v)| v.as_slice())
     }
 }
 
@@ -473,25 +690,46 @@ async fn driver() -> anyhow::Result<()> {
         Ok(p) => peers[NODE] = Some(p),
         Err(e) => eprintln!("Google's Node connector is unavailable, its line is skipped: {e:#}"),
     }
+    // The aws-lc build that seeds from the OS: on unless COLD_START_OS_SEEDED=0.
+    let os_seeded = if std::env::var("COLD_START_OS_SEEDED").is_ok_and(|v| v == "0") {
+        None
+    } else {
+        match os_seeded_build().await {
+            Ok(exe) => Some(exe),
+            Err(e) => {
+                eprintln!("the OS-seeded build failed, its lines are skipped: {e:#}");
+                None
+            }
+        }
+    };
+    let variants: Vec<usize> = (0..VARIANTS.len())
+        .filter(|&v| !VARIANTS[v].os_seeded || os_seeded.is_some())
+        .collect();
+    let os_seeded = os_seeded.as_deref();
     let warm = build(&setup)?;
+    let socket = warm.local_socket(&setup.instance).postgres_unix().serve().await?;
     // Warm-up: every path twice, at no latency (backend caches, page cache, imports, JIT).
     for _ in 0..2 {
         first_row(&warm, &setup.instance).await?;
-        ours_new_process(&setup_json, false).await?;
-        ours_new_process(&setup_json, true).await?;
+        first_row_local(&socket).await?;
+        for &v in &variants {
+            ours_new_process(&setup_json, VARIANTS[v], os_seeded).await?;
+        }
         first_row(&build(&setup)?, &setup.instance).await?;
         for line in &PEER_LINES {
             if let Some(peer) = peers[line.process].as_mut() {
                 peer.call(&format!("cold {}", line.driver)).await?;
                 peer.call(&format!("warm {}", line.driver)).await?;
+                peer.call(&format!("bulk {}", line.driver)).await?;
             }
         }
     }
 
     let mut items = Vec::new();
     for (l, _) in LATENCIES.iter().enumerate() {
-        items.push((Run::OursNewProcess, l));
-        items.push((Run::OursNewProcessEveryCore, l));
+        for &v in &variants {
+            items.push((Run::OursNewProcess(v), l));
+        }
         items.push((Run::OursWarmProcess, l));
         for (i, line) in PEER_LINES.iter().enumerate() {
             if peers[line.process].is_some() {
@@ -503,10 +741,19 @@ async fn driver() -> anyhow::Result<()> {
     // that they reach n ≥ 150 in 30 rounds.
     for _ in 0..WARM_PER_ROUND {
         items.push((Run::Warm, 0));
+        items.push((Run::WarmLocalSocket, 0));
         for (i, line) in PEER_LINES.iter().enumerate() {
             if peers[line.process].is_some() {
                 items.push((Run::PeerWarm(i), 0));
             }
+        }
+    }
+    // One bulk read per path per round.
+    items.push((Run::BulkStream, 0));
+    items.push((Run::BulkLocalSocket, 0));
+    for (i, line) in PEER_LINES.iter().enumerate() {
+        if peers[line.process].is_some() {
+            items.push((Run::PeerBulk(i), 0));
         }
     }
     let mut samples = Samples::default();
@@ -516,17 +763,19 @@ async fn driver() -> anyhow::Result<()> {
         for &(path, l) in &items {
             set_latency(&emulator, &instance, LATENCIES[l]);
             let d = match path {
-                Run::OursNewProcess => {
-                    let times = ours_new_process(&setup_json, false).await?;
-                    samples.exec_wall[l].push(times.wall);
-                    samples.parts[l].push((times.total, times.key, times.built));
-                    samples.runtime.push(times.runtime);
-                    samples.credentials.push(times.credentials);
-                    samples.build.push(times.build);
-                    samples.second_key.push(times.second_key);
+                Run::OursNewProcess(v) => {
+                    let times = ours_new_process(&setup_json, VARIANTS[v], os_seeded).await?;
+                    samples.push_parts((v, l), (times.total, times.key, times.built));
+                    samples.seed[v].push(times.seed);
+                    if v == 0 {
+                        samples.exec_wall[l].push(times.wall);
+                        samples.runtime.push(times.runtime);
+                        samples.credentials.push(times.credentials);
+                        samples.build.push(times.build);
+                        samples.second_key.push(times.second_key);
+                    }
                     times.total
                 }
-                Run::OursNewProcessEveryCore => ours_new_process(&setup_json, true).await?.total,
                 Run::OursWarmProcess => {
                     let t = Instant::now();
                     let connector = build(&setup)?;
@@ -535,12 +784,12 @@ async fn driver() -> anyhow::Result<()> {
                     connector.close().await;
                     d
                 }
-                Run::PeerCold(i) | Run::PeerWarm(i) => {
+                Run::PeerCold(i) | Run::PeerWarm(i) | Run::PeerBulk(i) => {
                     let line = &PEER_LINES[i];
-                    let mode = if matches!(path, Run::PeerCold(_)) {
-                        "cold"
-                    } else {
-                        "warm"
+                    let mode = match path {
+                        Run::PeerCold(_) => "cold",
+                        Run::PeerWarm(_) => "warm",
+                        _ => "bulk",
                     };
                     match peers[line.process].as_mut() {
                         Some(peer) => peer.call(&format!("{mode} {}", line.driver)).await?,
@@ -552,11 +801,29 @@ async fn driver() -> anyhow::Result<()> {
                     first_row(&warm, &setup.instance).await?;
                     t.elapsed()
                 }
+                Run::WarmLocalSocket => {
+                    let t = Instant::now();
+                    first_row_local(&socket).await?;
+                    t.elapsed()
+                }
+                Run::BulkStream => {
+                    let (client, connection) =
+                        cloudsql::postgres::connect(&warm, &setup.instance, &pg_config()).await?;
+                    let connection = tokio::spawn(async move {
+                        let _ = connection.await;
+                    });
+                    bulk(client, connection).await?
+                }
+                Run::BulkLocalSocket => {
+                    let (client, connection) = local_socket_client(&socket).await?;
+                    bulk(client, connection).await?
+                }
             };
             samples.push((path, l), d);
         }
     }
     set_latency(&emulator, &instance, Duration::ZERO);
+    socket.shutdown().await;
     report(&samples, rounds, started.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -593,6 +860,41 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
             );
         }
     }
+    if let (Some((om, op)), Some(s)) = (warm, samples.get((Run::WarmLocalSocket, 0))) {
+        let (lm, lp) = line("ours through the local socket (tokio-postgres)", s);
+        println!(
+            "    ratio local socket / stream: median {:.2}x  p90 {:.2}x",
+            ratio(lm, om),
+            ratio(lp, op)
+        );
+    }
+    println!(
+        "bulk read ({} MB in one query on an open connection; MB/s from the median time):",
+        BULK_BYTES / 1_000_000
+    );
+    let rate = |label: &str, s: &[Duration]| {
+        let (m, _) = line(label, s);
+        let mb_s = BULK_BYTES as f64 / 1e6 / m.as_secs_f64().max(f64::EPSILON);
+        println!("    {mb_s:.1} MB/s");
+        m
+    };
+    let stream = samples
+        .get((Run::BulkStream, 0))
+        .map(|s| rate("ours, stream (tokio-postgres)", s));
+    if let (Some(sm), Some(s)) = (stream, samples.get((Run::BulkLocalSocket, 0))) {
+        let lm = rate("ours, local socket (tokio-postgres)", s);
+        println!("    throughput local socket / stream: {:.2}x", ratio(sm, lm));
+    }
+    for (i, peer) in PEER_LINES.iter().enumerate() {
+        if let (Some(sm), Some(s)) = (stream, samples.get((Run::PeerBulk(i), 0))) {
+            let pm = rate(peer.label, s);
+            println!(
+                "    throughput ours (stream) / {}: {:.2}x",
+                peer.label,
+                ratio(pm, sm)
+            );
+        }
+    }
     line("ours, new process: Tokio runtime start", &samples.runtime);
     line("ours, new process: Credentials::from_file", &samples.credentials);
     line("ours, new process: ConnectorBuilder::build", &samples.build);
@@ -600,21 +902,32 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
         "ours, new process: a second key after the connect, alone",
         &samples.second_key,
     );
+    for (v, variant) in VARIANTS.iter().enumerate() {
+        if !samples.seed[v].is_empty() {
+            line(
+                &format!("{}: random generator seeded", variant.label()),
+                &samples.seed[v],
+            );
+        }
+    }
     for (l, latency) in LATENCIES.iter().enumerate() {
         println!("{latency:?} injected on each Admin API call and token request:");
-        let ours = samples
-            .get((Run::OursNewProcess, l))
-            .map(|s| line("ours, new process (runtime+build+connect+SELECT 1)", s));
-        line("  same, wall time incl. exec", &samples.exec_wall[l]);
-        let every_core = samples
-            .get((Run::OursNewProcessEveryCore, l))
-            .map(|s| line("ours, new process, key raced on every core", s));
-        if let (Some((om, op)), Some((em, ep))) = (ours, every_core) {
-            println!(
-                "  ratio raced on every core / default: median {:.2}x  p90 {:.2}x",
-                ratio(em, om),
-                ratio(ep, op)
-            );
+        let mut ours: Vec<(usize, (Duration, Duration))> = Vec::new();
+        for (v, variant) in VARIANTS.iter().enumerate() {
+            let Some(s) = samples.get((Run::OursNewProcess(v), l)) else {
+                continue;
+            };
+            let (m, p) = line(variant.label(), s);
+            if v == 0 {
+                line("  same, wall time incl. exec", &samples.exec_wall[l]);
+            } else if let Some(&(_, (dm, dp))) = ours.first() {
+                println!(
+                    "  ratio to the default: median {:.2}x  p90 {:.2}x",
+                    ratio(m, dm),
+                    ratio(p, dp)
+                );
+            }
+            ours.push((v, (m, p)));
         }
         if let Some(s) = samples.get((Run::OursWarmProcess, l)) {
             line("ours, new connector in a warm process (key exists)", s);
@@ -624,32 +937,35 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
                 continue;
             };
             let (pm, pp) = line(&format!("{}, new connector", peer.label), s);
-            if let Some((om, op)) = ours {
+            for &(v, (om, op)) in &ours {
                 println!(
-                    "  ratio ours (new process) / {}: median {:.2}x  p90 {:.2}x",
+                    "  ratio {} / {}: median {:.2}x  p90 {:.2}x",
+                    VARIANTS[v].label(),
                     peer.label,
                     ratio(om, pm),
                     ratio(op, pp)
                 );
             }
         }
-        let key_ready: Vec<Duration> = samples.parts[l].iter().map(|p| p.1).collect();
-        if !key_ready.is_empty() {
-            line("ours, new process: key ready (from process start)", &key_ready);
-        }
-        if let Some((wm, _)) = warm {
-            // The key and the connect start together; generateEphemeralCert waits for the key,
-            // connectSettings does not (a key file's admin token is a self-signed JWT, no
-            // request). Both calls take `latency`; then the dial and the first row, which is
-            // what a warm connect does. Everything else should overlap with these.
-            let ratios: Vec<Duration> = samples.parts[l]
-                .iter()
-                .map(|&(total, key, built)| {
-                    let critical = key.max(built) + *latency + wm;
-                    Duration::from_secs_f64(ratio(total, critical))
-                })
-                .collect();
-            if !ratios.is_empty() {
+        for &(v, _) in &ours {
+            let parts = samples.parts((v, l));
+            let key_ready: Vec<Duration> = parts.iter().map(|p| p.1).collect();
+            line(
+                &format!("{}: key ready (from process start)", VARIANTS[v].label()),
+                &key_ready,
+            );
+            if let Some((wm, _)) = warm {
+                // The key and the connect start together; generateEphemeralCert waits for the
+                // key, connectSettings does not (a key file's admin token is a self-signed JWT,
+                // no request). Both calls take `latency`; then the dial and the first row, which
+                // is what a warm connect does. Everything else should overlap with these.
+                let ratios: Vec<Duration> = parts
+                    .iter()
+                    .map(|&(total, key, built)| {
+                        let critical = key.max(built) + *latency + wm;
+                        Duration::from_secs_f64(ratio(total, critical))
+                    })
+                    .collect();
                 println!(
                     "  critical path max(key ready, connect start) + {latency:?} + warm connect, per round; ours / critical path: median {:.2}x  p90 {:.2}x",
                     percentile(&ratios, 0.5).as_secs_f64(),

@@ -6,9 +6,12 @@
 // - `cold pg`: new Connector() -> getOptions() -> pg.Client.connect() -> SELECT 1, then the client
 //   and the connector are closed. Every round's connector generates its own key.
 // - `warm pg`: the same connect -> SELECT 1 on a connector made once before (certificate cached).
+// - `bulk pg`: on a client from that warm connector, the time of one bulk query (`bulk_sql`, every
+//   row fetched; the connect is not timed). The driver turns it into MB/s.
 // - `quit` (or end of input) ends it.
 //
-// The setup comes as JSON in the env var COLD_START: {"admin_api", "instance", "user", "db"}.
+// The setup comes as JSON in the env var COLD_START: {"admin_api", "instance", "user", "db",
+// "bulk_sql", "bulk_bytes"}.
 // Credentials come from the emulator's metadata server (GCE_METADATA_HOST), as on Cloud Run:
 // google-auth-library sends a key file's JWT to oauth2.googleapis.com whatever its token_uri says.
 'use strict';
@@ -56,8 +59,20 @@ async function warm() {
   return elapsed;
 }
 
+async function bulk() {
+  if (warmConnector === null) await warm();
+  const client = await firstRow(warmConnector);
+  const started = process.hrtime.bigint();
+  const {rows} = await client.query(cfg.bulk_sql);
+  const elapsed = process.hrtime.bigint() - started;
+  await client.end();
+  const read = rows.reduce((n, r) => n + Object.values(r)[0].length, 0);
+  if (read !== cfg.bulk_bytes) throw new Error(`the bulk query returned ${read} bytes`);
+  return elapsed;
+}
+
 async function main() {
-  const commands = {'cold pg': cold, 'warm pg': warm};
+  const commands = {'cold pg': cold, 'warm pg': warm, 'bulk pg': bulk};
   const lines = readline.createInterface({input: process.stdin});
   for await (const line of lines) {
     const command = line.trim();

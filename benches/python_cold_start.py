@@ -9,10 +9,12 @@ stdin is a command; each answer is one line on stdout, `ms <milliseconds>` or `e
   worker thread, as a synchronous application would call it).
 - `warm asyncpg` / `warm pg8000`: the same connect -> SELECT 1 on a connector made once before
   (its certificate cached), i.e. what every later connection of an application costs.
+- `bulk asyncpg` / `bulk pg8000`: on a connection from that warm connector, the time of one bulk
+  query (`bulk_sql`, every row fetched; the connect is not timed). The driver turns it into MB/s.
 - `quit` (or end of input) ends it.
 
-The setup comes as JSON in the env var COLD_START:
-{"admin_api": url, "instance": connection name, "user": ..., "db": ...}; credentials come from
+The setup comes as JSON in the env var COLD_START: {"admin_api": url, "instance": connection
+name, "user": ..., "db": ..., "bulk_sql": ..., "bulk_bytes": bytes its rows hold}; credentials come from
 GOOGLE_APPLICATION_CREDENTIALS as for any application.
 """
 import asyncio
@@ -89,6 +91,32 @@ class Warm:
         conn.close()
         return elapsed
 
+    async def asyncpg_bulk(self):
+        if self.asyncpg is None:
+            await self.asyncpg_round()
+        conn = await asyncpg_first_row(self.asyncpg)
+        started = time.perf_counter()
+        rows = await conn.fetch(cfg["bulk_sql"])
+        elapsed = time.perf_counter() - started
+        await conn.close()
+        read = sum(len(r[0]) for r in rows)
+        assert read == cfg["bulk_bytes"], read
+        return elapsed
+
+    def pg8000_bulk(self):
+        if self.pg8000 is None:
+            self.pg8000_round()
+        conn = pg8000_first_row(self.pg8000)
+        cursor = conn.cursor()
+        started = time.perf_counter()
+        cursor.execute(cfg["bulk_sql"])
+        rows = cursor.fetchall()
+        elapsed = time.perf_counter() - started
+        conn.close()
+        read = sum(len(r[0]) for r in rows)
+        assert read == cfg["bulk_bytes"], read
+        return elapsed
+
 
 async def main():
     loop = asyncio.get_running_loop()
@@ -98,6 +126,8 @@ async def main():
         "cold pg8000": lambda: loop.run_in_executor(None, cold_pg8000),
         "warm asyncpg": warm.asyncpg_round,
         "warm pg8000": lambda: loop.run_in_executor(None, warm.pg8000_round),
+        "bulk asyncpg": warm.asyncpg_bulk,
+        "bulk pg8000": lambda: loop.run_in_executor(None, warm.pg8000_bulk),
     }
     while True:
         line = await loop.run_in_executor(None, sys.stdin.readline)
