@@ -15,10 +15,10 @@
 //!   binary runs itself again as a child that times, from the first line of `main`, a Tokio
 //!   runtime, `Connector::builder()…build()`, `cloudsql_postgres::connect` and `SELECT 1`. The
 //!   key is generated in that process, as on every new instance, with the connector's default
-//!   race (all cores but one at once, the last one hedged after 40 ms).
-//! - **one racer / every core at once**: the same child with `CLOUDSQL_RSA_KEYGEN_THREADS` set to
-//!   1 or to the number of cores, to show what the race and the hedge cost or buy here.
-//! - **aws-lc seeded from the OS**: the same three, run from a second build of this bench made
+//!   race (all cores but one: on 2 cores, one generation).
+//! - **every core at once**: the same child with `CLOUDSQL_RSA_KEYGEN_THREADS` set to the number
+//!   of cores, to show what racing on every core costs or buys here.
+//! - **aws-lc seeded from the OS**: the same two, run from a second build of this bench made
 //!   with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (in `<target>/aws-lc-os-seeded`, built on the first
 //!   run; `COLD_START_OS_SEEDED=0` skips it). aws-lc then seeds its random generator from the
 //!   operating system instead of CPU jitter. Each child reports how long its key waited for that
@@ -419,10 +419,8 @@ struct ChildTimes {
 /// How many racers generate the key in a new-process cold start.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Racers {
-    /// The connector's default plan: all cores but one at once, one more hedged after 40 ms.
+    /// The connector's default: all cores but one (on 2 cores, one generation).
     Default,
-    /// `CLOUDSQL_RSA_KEYGEN_THREADS=1`: one generation, no race.
-    One,
     /// `CLOUDSQL_RSA_KEYGEN_THREADS=<cores>`: every core at once.
     EveryCore,
 }
@@ -435,7 +433,7 @@ struct Variant {
     racers: Racers,
 }
 
-const VARIANTS: [Variant; 6] = {
+const VARIANTS: [Variant; 4] = {
     use Racers::*;
     [
         Variant {
@@ -444,19 +442,11 @@ const VARIANTS: [Variant; 6] = {
         },
         Variant {
             os_seeded: false,
-            racers: One,
-        },
-        Variant {
-            os_seeded: false,
             racers: EveryCore,
         },
         Variant {
             os_seeded: true,
             racers: Default,
-        },
-        Variant {
-            os_seeded: true,
-            racers: One,
         },
         Variant {
             os_seeded: true,
@@ -469,10 +459,8 @@ impl Variant {
     fn label(self) -> &'static str {
         match (self.os_seeded, self.racers) {
             (false, Racers::Default) => "ours, new process (runtime+build+connect+SELECT 1)",
-            (false, Racers::One) => "ours, new process, one racer",
             (false, Racers::EveryCore) => "ours, new process, every core at once",
             (true, Racers::Default) => "ours, new process, aws-lc seeded from the OS",
-            (true, Racers::One) => "ours, seeded from the OS, one racer",
             (true, Racers::EveryCore) => "ours, seeded from the OS, every core at once",
         }
     }
@@ -534,7 +522,6 @@ async fn ours_new_process(
     let mut command = tokio::process::Command::new(exe);
     match variant.racers {
         Racers::Default => command.env_remove(THREADS_ENV),
-        Racers::One => command.env(THREADS_ENV, "1"),
         Racers::EveryCore => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             command.env(THREADS_ENV, cores.to_string())

@@ -3,9 +3,8 @@
 //! appears in `Debug`.
 //!
 //! Generation starts when the first connector is built, on threads of its own, so it overlaps
-//! everything else a cold start does. It is raced on all cores but one, and hedged on the last
-//! core when the first draw is slow (first key wins; see [`race`]). `docs/performance.md` has the
-//! measurements behind this.
+//! everything else a cold start does; with more than two cores it is raced on all cores but one
+//! (first key wins; see [`race`]). `docs/performance.md` has the measurements behind this.
 
 mod process;
 mod race;
@@ -95,16 +94,15 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
-    /// Generates a fresh RSA-2048 key (e = 65537). It races one generation per core but one (at
-    /// most four), plus one more on the last core if no key has come 40 ms after the start, and
-    /// keeps the first key; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number of racers instead (all
-    /// at once, up to the cores). Blocks for tens of milliseconds: in async code, call it from
-    /// [`tokio::task::spawn_blocking`].
+    /// Generates a fresh RSA-2048 key (e = 65537). With more than two cores, it races one
+    /// generation per core but one (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number,
+    /// up to the cores) and keeps the first. Blocks for tens of milliseconds: in async code, call
+    /// it from [`tokio::task::spawn_blocking`].
     ///
     /// aws-lc seeds its random generator on its first use in a process, from CPU jitter unless
     /// it was built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (then from the operating system);
     /// the jitter seed adds tens of milliseconds to the first key of a process
-    /// (`docs/performance.md`, "Seeding").
+    /// (`docs/performance.md`, "Seeding aws-lc's random generator").
     ///
     /// ```
     /// let key = cloudsql_core::RsaKey::generate()?;
@@ -112,7 +110,7 @@ impl RsaKey {
     /// # Ok::<(), cloudsql_core::Error>(())
     /// ```
     pub fn generate() -> Result<Self, Error> {
-        race::generate_blocking(race::plan()).map(Self::from)
+        race::generate_blocking(race::width()).map(Self::from)
     }
 
     /// Loads an unencrypted PKCS#8 (`PrivateKeyInfo`) DER private key. It must be RSA with a

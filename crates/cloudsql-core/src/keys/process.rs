@@ -33,7 +33,7 @@ pub(crate) fn process_key() -> SharedKey {
 /// Starts a raced generation now, without needing an async runtime; the future yields its key.
 fn generate_in_background() -> SharedKey {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    race::start(race::plan(), move |outcome| {
+    race::start(race::width(), move |outcome| {
         let _ = tx.send(outcome);
     });
     async move {
