@@ -916,9 +916,9 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
             }
             ours.push((v, (m, p)));
         }
-        if let Some(s) = samples.get((Run::OursWarmProcess, l)) {
-            line("ours, new connector in a warm process (key exists)", s);
-        }
+        let new_connector = samples
+            .get((Run::OursWarmProcess, l))
+            .map(|s| line("ours, new connector in a warm process (key exists)", s).0);
         for (i, peer) in PEER_LINES.iter().enumerate() {
             let Some(s) = samples.get((Run::PeerCold(i), l)) else {
                 continue;
@@ -955,6 +955,24 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
                     .collect();
                 println!(
                     "  critical path max(key ready, connect start) + {latency:?} + warm connect, per round; ours / critical path: median {:.2}x  p90 {:.2}x",
+                    percentile(&ratios, 0.5).as_secs_f64(),
+                    percentile(&ratios, 0.9).as_secs_f64()
+                );
+            }
+            if let Some(nm) = new_connector {
+                // The same with what the Admin API calls really take here (the emulator's own
+                // work, a new HTTPS connection per call) instead of the bare latency: a new
+                // connector in a warm process runs both calls at once with its key ready, then
+                // dials, so after a late key a cold start should take no longer than that.
+                let ratios: Vec<Duration> = parts
+                    .iter()
+                    .map(|&(total, key, built)| {
+                        let critical = key.max(built) + nm;
+                        Duration::from_secs_f64(ratio(total, critical))
+                    })
+                    .collect();
+                println!(
+                    "  critical path max(key ready, connect start) + new connector in a warm process, per round; ours / critical path: median {:.2}x  p90 {:.2}x",
                     percentile(&ratios, 0.5).as_secs_f64(),
                     percentile(&ratios, 0.9).as_secs_f64()
                 );
