@@ -25,7 +25,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// client.
 #[derive(Debug)]
 pub(crate) struct AdminClient {
-    http: &'static http::Client,
+    /// A client of its own (tests); otherwise the process's shared one, built on first use.
+    http: Option<&'static http::Client>,
     base_url: BaseUrl,
     user_agent: String,
     quota_project: Option<String>,
@@ -47,7 +48,7 @@ impl AdminClient {
             ))
         })?;
         Ok(Self {
-            http: http::client()?,
+            http: None,
             base_url: base,
             user_agent,
             quota_project,
@@ -187,7 +188,11 @@ impl AdminClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.http.send(request.clone(), CALL_TIMEOUT).await;
+            let client = match self.http {
+                Some(client) => client,
+                None => http::client()?,
+            };
+            let result = client.send(request.clone(), CALL_TIMEOUT).await;
             let unreachable = |e: http::TransportError| Error::AdminApiUnreachable {
                 instance: instance.clone(),
                 method,
@@ -310,7 +315,7 @@ mod tests {
     fn client_via(base: String, proxies: Matcher, tls: rustls::ClientConfig) -> AdminClient {
         let token = crate::Credentials::from_token("t").admin;
         let mut client = AdminClient::new(base, "ua".into(), None, token).unwrap();
-        client.http = Box::leak(Box::new(http::Client::with_tls(proxies, tls)));
+        client.http = Some(Box::leak(Box::new(http::Client::with_tls(proxies, tls))));
         client
     }
 

@@ -280,6 +280,8 @@ impl ConnectorBuilder {
             Some(key) => keys::given_key(key),
             None => keys::process_key(),
         };
+        // Then the HTTP client's root certificates, also off this thread.
+        crate::http::prepare();
         let universe = self
             .universe_domain
             .or_else(|| non_empty_env("GOOGLE_CLOUD_UNIVERSE_DOMAIN"))

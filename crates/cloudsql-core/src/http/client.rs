@@ -20,6 +20,23 @@ use crate::Error;
 
 static CLIENT: OnceLock<Result<Client, String>> = OnceLock::new();
 
+/// Starts building the shared client on a thread of its own, if it is not built yet, and returns
+/// at once. Loading the platform's root certificates takes about 10 ms (every file of the
+/// system's store read and parsed); started from `ConnectorBuilder::build`, it overlaps whatever
+/// the application does next instead of blocking `build()`, and the first request, which calls
+/// [`client`], waits for it only if it is not done by then.
+pub(crate) fn prepare() {
+    if CLIENT.get().is_some() {
+        return;
+    }
+    // A thread that cannot start only means the first request builds the client itself.
+    let _ = std::thread::Builder::new()
+        .name("cloudsql-http-init".to_owned())
+        .spawn(|| {
+            let _ = client();
+        });
+}
+
 /// The shared client, built on first use, with the proxies the environment names
 /// (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, or their lowercase forms).
 pub(crate) fn client() -> Result<&'static Client, Error> {
@@ -243,6 +260,22 @@ mod tests {
     use super::*;
     use crate::error_chain::ErrorChain;
     use crate::http::test_servers::{origin, proxy};
+
+    #[test]
+    fn prepare_builds_the_one_shared_client_off_the_calling_thread() {
+        prepare();
+        // Several callers at once, during or after the build: all get the same client.
+        let clients: Vec<usize> = (0..4)
+            .map(|_| std::thread::spawn(|| client().map(|c| c as *const Client as usize).unwrap()))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(clients.windows(2).all(|w| w[0] == w[1]), "{clients:?}");
+        // Once built, preparing again starts nothing and changes nothing.
+        prepare();
+        assert_eq!(client().unwrap() as *const Client as usize, clients[0]);
+    }
 
     /// The variable that makes [`child_sends_one_request`] do its work: the URL to get.
     const CHILD_URL: &str = "CLOUDSQL_HTTP_TEST_CHILD_URL";

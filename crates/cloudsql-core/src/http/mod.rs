@@ -5,8 +5,9 @@
 //! Loading and parsing every root certificate of the system takes several milliseconds, and a
 //! connector used to build three clients (two token sources and the Admin API client), one after
 //! another, before its first token request could start: on a cold start that was as long as the
-//! key generation. One client per process loads the roots once. It keeps no idle connections
-//! (see `client.rs`); timeouts are set per request by each caller.
+//! key generation. One client per process loads the roots once, on a thread of its own started
+//! by `ConnectorBuilder::build` (`prepare`). It keeps no idle connections (see `client.rs`);
+//! timeouts are set per request by each caller.
 //!
 //! - `client.rs` sends requests and holds the shared instance;
 //! - `connector.rs` opens connections: direct, through an HTTP CONNECT tunnel (`HTTPS_PROXY`), or
@@ -26,6 +27,6 @@ pub(crate) mod test_servers;
 mod url;
 
 pub(crate) use body::{BODY_LIMIT, BodyError, ERROR_BODY_LIMIT, Prefix, read_limited, read_prefix};
-pub(crate) use client::{Client, Request, Response, client};
+pub(crate) use client::{Client, Request, Response, client, prepare};
 pub(crate) use error::TransportError;
 pub(crate) use url::{BaseUrl, parse_url, without_userinfo};
