@@ -493,6 +493,9 @@ fn cpu_ns() -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Bulk reads a resource child times for its CPU per MB.
+const BULK_CPU_READS: usize = 4;
+
 /// Marks the line a resource child prints its result on.
 const CHILD_RESULT: &str = "drivers-resource-child:";
 
@@ -516,8 +519,18 @@ async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Resul
         held.push(setup.opened(path).await?);
     }
     let (rss_after, cpu_after) = (rss_kib()?, cpu_ns()?);
+    // Bulk reads on one of them: the client side's CPU per MB.
+    let mut bulk_ns_per_mb = f64::NAN;
+    if let (true, Some(conn)) = (Path::BULK.contains(&path), held.first_mut()) {
+        bulk(conn).await?;
+        let (before, mut bytes) = (cpu_ns()?, 0);
+        for _ in 0..BULK_CPU_READS {
+            bytes += bulk(conn).await?;
+        }
+        bulk_ns_per_mb = cpu_ns()?.saturating_sub(before) as f64 / (bytes as f64 / 1e6);
+    }
     println!(
-        "{CHILD_RESULT} {} {}",
+        "{CHILD_RESULT} {} {} {bulk_ns_per_mb}",
         rss_after.saturating_sub(rss) as f64 / conns as f64,
         cpu_after.saturating_sub(cpu) as f64 / conns as f64
     );
@@ -530,8 +543,9 @@ async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Resul
     Ok(())
 }
 
-/// Runs a resource child for `path`: (RSS KiB, CPU µs) per connection.
-async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f64, f64)> {
+/// Runs a resource child for `path`: RSS (KiB) and CPU (µs) per connection, and CPU per MB of
+/// bulk read (ms; NaN for the pools, whose bulk reads are tokio-postgres').
+async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f64, f64, f64)> {
     let output = tokio::process::Command::new(std::env::current_exe()?)
         .env("DRIVERS_CHILD_TARGET", target)
         .env("DRIVERS_CHILD_PATH", path.index().to_string())
@@ -553,7 +567,7 @@ async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f6
         .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
         .unwrap_or_default();
     match numbers[..] {
-        [rss, cpu] => Ok((rss, cpu / 1000.0)),
+        [rss, cpu, bulk] => Ok((rss, cpu / 1000.0, bulk / 1e6)),
         _ => anyhow::bail!("{path:?}: resource child printed no result: {stdout}"),
     }
 }
@@ -610,16 +624,15 @@ async fn main() -> anyhow::Result<()> {
         close(conn).await;
     }
     let target_json = serde_json::to_string(&target)?;
-    let (mut rss, mut cpu): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (
-        vec![Vec::new(); Path::ALL.len()],
-        vec![Vec::new(); Path::ALL.len()],
-    );
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); Path::ALL.len()];
+    let (mut cpu, mut bulk_cpu) = (rss.clone(), rss.clone());
     for _ in 0..resource_rounds {
         shuffle(&mut order);
         for path in order {
-            let (kib, micros) = resources(&target_json, path, resource_conns).await?;
+            let (kib, micros, ms_per_mb) = resources(&target_json, path, resource_conns).await?;
             rss[path.index()].push(kib);
             cpu[path.index()].push(micros);
+            bulk_cpu[path.index()].push(ms_per_mb);
         }
     }
 
@@ -674,6 +687,19 @@ async fn main() -> anyhow::Result<()> {
             percentile(s, 0.5),
             s.len(),
             ratios(path, |p| percentile(&rates[p.index()], 0.5))
+        );
+    }
+    println!(
+        "bulk read CPU per MB (client side: driver, relay, TLS; child process, no emulator), ms, median of {resource_rounds}:"
+    );
+    for path in Path::BULK {
+        let s = &bulk_cpu[path.index()];
+        println!(
+            "  {:<46} median {:>7.3}  (n={}){}",
+            path.label(),
+            percentile(s, 0.5),
+            s.len(),
+            ratios(path, |p| percentile(&bulk_cpu[p.index()], 0.5))
         );
     }
     let resource_lines = [
