@@ -19,7 +19,7 @@ use order::shuffle;
 
 /// Connect rounds and bulk rounds unless `LOCAL_SOCKET_ROUNDS` / `LOCAL_SOCKET_BULK_ROUNDS` say.
 const CONNECT_ITERATIONS: usize = 200;
-const BULK_ITERATIONS: usize = 6;
+const BULK_ITERATIONS: usize = 10;
 /// About 100 MB per bulk read.
 const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 100000)";
 
