@@ -11,13 +11,31 @@
 //! `connect`), i.e. the manager's path; their bulk reads run on the same tokio-postgres stream and
 //! are not repeated.
 //!
+//! deadpool has a second floor, deadpool-postgres itself over the floor stream (a `Connect` of the
+//! bench's own), so that deadpool's own cost is told from its manager's.
+//!
 //! Every round runs every line once, in random order (the machine is noisy; compare ratios).
+//! MySQL connects are bimodal on this VM (a fast mode near 1.3 ms and a slow one near 3 ms,
+//! for the floors as much as for the connector), so a median that falls between the modes moves
+//! a lot with small changes in their mix: `DRIVERS_DECILES=1` prints every line's deciles.
+//!
+//! RSS and CPU per connection: each line opens `DRIVERS_RESOURCE_CONNS` connections (each with
+//! its first row) and holds them, in a child process of its own that connects to the emulator in
+//! this one, so that neither the emulator (the instance's side: its TLS and proxying) nor the
+//! other lines' leftovers are counted. The child warms its line up first (three connections
+//! opened and closed), then reads its resident set (`VmRSS`) and the CPU time of all its threads
+//! (`/proc/self/task/*/schedstat`, nanoseconds) before and after; both deltas are divided by the
+//! number of connections. The connector's and the floors' relays run in the child: they are the
+//! client's side.
 //!
 //! ```sh
-//! cargo bench --bench drivers                  # 150 warm rounds, 12 bulk rounds
-//! DRIVERS_ROUNDS=300 DRIVERS_BULK_ROUNDS=20 cargo bench --bench drivers
+//! cargo bench --bench drivers                  # 150 warm rounds, 12 bulk rounds, 5 resource rounds of 30
+//! DRIVERS_ROUNDS=300 DRIVERS_BULK_ROUNDS=20 DRIVERS_RESOURCE_ROUNDS=7 DRIVERS_RESOURCE_CONNS=50 cargo bench --bench drivers
 //! ```
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +50,7 @@ use sqlx::postgres::PgConnectOptions;
 mod floor;
 #[path = "support/order.rs"]
 mod order;
-use floor::{Floor, FloorRelay};
+use floor::{Floor, FloorRelay, FloorTarget};
 use order::shuffle;
 
 const MYSQL_USER: &str = "cloudsql_admin";
@@ -72,6 +90,7 @@ fn mysql_opts() -> mysql_async::OptsBuilder {
 enum Path {
     FloorPostgres,
     TokioPostgres,
+    FloorDeadpool,
     Deadpool,
     Bb8,
     FloorSqlxPostgres,
@@ -83,9 +102,10 @@ enum Path {
 }
 
 impl Path {
-    const ALL: [Path; 10] = [
+    const ALL: [Path; 11] = [
         Path::FloorPostgres,
         Path::TokioPostgres,
+        Path::FloorDeadpool,
         Path::Deadpool,
         Path::Bb8,
         Path::FloorSqlxPostgres,
@@ -110,6 +130,7 @@ impl Path {
         match self {
             Path::FloorPostgres => "floor: rustls mTLS stream + tokio-postgres",
             Path::TokioPostgres => "tokio-postgres (cloudsql_postgres::connect)",
+            Path::FloorDeadpool => "floor: deadpool-postgres over the floor stream",
             Path::Deadpool => "deadpool-postgres (new pooled connection)",
             Path::Bb8 => "bb8 (manager connect)",
             Path::FloorSqlxPostgres => "floor: bare relay + sqlx PgConnection",
@@ -121,15 +142,81 @@ impl Path {
         }
     }
 
-    /// The floor this line is measured against (`None` for the floors).
+    /// The floor this line is measured against (`None` for the floors, but deadpool's own floor
+    /// is measured against tokio-postgres' to show what deadpool itself costs).
     fn floor(self) -> Option<Path> {
         match self {
-            Path::TokioPostgres | Path::Deadpool | Path::Bb8 => Some(Path::FloorPostgres),
+            Path::TokioPostgres | Path::FloorDeadpool | Path::Deadpool | Path::Bb8 => {
+                Some(Path::FloorPostgres)
+            }
             Path::SqlxPostgres => Some(Path::FloorSqlxPostgres),
             Path::MysqlAsync => Some(Path::FloorMysqlAsync),
             Path::SqlxMysql => Some(Path::FloorSqlxMysql),
             _ => None,
         }
+    }
+
+    /// A second floor for this line: deadpool's own.
+    fn second_floor(self) -> Option<Path> {
+        (self == Path::Deadpool).then_some(Path::FloorDeadpool)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(index: usize) -> Option<Path> {
+        Path::ALL.get(index).copied()
+    }
+}
+
+/// The ratio columns of a line: to its floor, and to its second floor if it has one.
+fn ratios(path: Path, value: impl Fn(Path) -> f64) -> String {
+    let mut out = String::new();
+    if let Some(f) = path.floor() {
+        out.push_str(&format!("  / floor: {:.3}x", value(path) / value(f)));
+    }
+    if let Some(f) = path.second_floor() {
+        out.push_str(&format!("  / deadpool floor: {:.3}x", value(path) / value(f)));
+    }
+    out
+}
+
+/// deadpool-postgres' `Connect` over the floor stream: deadpool with nothing of ours.
+struct FloorConnect(Arc<Floor>);
+
+impl deadpool_postgres::Connect for FloorConnect {
+    fn connect(
+        &self,
+        pg_config: &tokio_postgres::Config,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+                        tokio_postgres::Error,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        let mut config = pg_config.clone();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        Box::pin(async move {
+            match self.0.connect().await {
+                Ok(stream) => {
+                    let (client, connection) = config.connect_raw(stream, tokio_postgres::NoTls).await?;
+                    Ok((client, tokio::spawn(async move { drop(connection.await) })))
+                }
+                Err(e) => {
+                    eprintln!("floor connect failed: {e:#}");
+                    // The pool wants a tokio-postgres error: that of a stream already closed.
+                    let (closed, _) = tokio::io::duplex(1);
+                    let (client, connection) = config.connect_raw(closed, tokio_postgres::NoTls).await?;
+                    Ok((client, tokio::spawn(async move { drop(connection.await) })))
+                }
+            }
+        })
     }
 }
 
@@ -139,6 +226,7 @@ struct Setup {
     pg_instance: String,
     pg_floor: Arc<Floor>,
     deadpool: deadpool_postgres::Pool,
+    deadpool_floor: deadpool_postgres::Pool,
     bb8: cloudsql::postgres::bb8::CloudSqlConnectionManager,
     sqlx_pg: PgConnectOptions,
     sqlx_pg_floor: PgConnectOptions,
@@ -152,6 +240,7 @@ struct Setup {
 /// A connection of any line, for the bulk reads.
 enum Conn {
     Postgres(tokio_postgres::Client),
+    Pooled(deadpool_postgres::Object),
     SqlxPostgres(sqlx::PgConnection),
     MysqlAsync(mysql_async::Conn),
     SqlxMysql(sqlx::MySqlConnection),
@@ -175,12 +264,14 @@ impl Setup {
         Ok(client)
     }
 
-    /// Opens a connection on `path`.
+    /// Opens a connection on `path` (for the pools, a new one made by the pool or its manager).
     async fn open(&self, path: Path) -> anyhow::Result<Conn> {
         Ok(match path {
             Path::FloorPostgres => Conn::Postgres(self.tokio_postgres(true).await?),
             Path::TokioPostgres => Conn::Postgres(self.tokio_postgres(false).await?),
-            Path::Deadpool | Path::Bb8 => anyhow::bail!("pools are measured in `first_row`"),
+            Path::FloorDeadpool => Conn::Pooled(self.deadpool_floor.get().await?),
+            Path::Deadpool => Conn::Pooled(self.deadpool.get().await?),
+            Path::Bb8 => Conn::Postgres(bb8::ManageConnection::connect(&self.bb8).await?),
             Path::FloorSqlxPostgres => Conn::SqlxPostgres(self.sqlx_pg_floor.connect().await?),
             Path::SqlxPostgres => Conn::SqlxPostgres(self.sqlx_pg.connect().await?),
             Path::FloorMysqlAsync => {
@@ -192,40 +283,28 @@ impl Setup {
         })
     }
 
-    /// A new connection on `path` → `SELECT 1`, closed after (not timed by the caller).
+    /// A new connection on `path` → `SELECT 1`, closed after (not timed).
     async fn first_row(&self, path: Path) -> anyhow::Result<Duration> {
         let t = Instant::now();
-        match path {
-            Path::Deadpool => {
-                let object = self.deadpool.get().await?;
-                let one: i32 = object.query_one("SELECT 1", &[]).await?.get(0);
-                let took = t.elapsed();
-                anyhow::ensure!(one == 1);
-                // Out of the pool, so that the next `get` makes a new connection.
-                drop(deadpool_postgres::Object::take(object));
-                return Ok(took);
-            }
-            Path::Bb8 => {
-                let client = bb8::ManageConnection::connect(&self.bb8).await?;
-                let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
-                let took = t.elapsed();
-                anyhow::ensure!(one == 1);
-                return Ok(took);
-            }
-            _ => {}
-        }
-        let mut conn = self.open(path).await?;
-        let one = query_one(&mut conn).await?;
+        let conn = self.opened(path).await?;
         let took = t.elapsed();
-        anyhow::ensure!(one == 1, "{path:?}: SELECT 1 returned {one}");
         close(conn).await;
         Ok(took)
+    }
+
+    /// A new connection on `path` that has read its first row.
+    async fn opened(&self, path: Path) -> anyhow::Result<Conn> {
+        let mut conn = self.open(path).await?;
+        let one = query_one(&mut conn).await?;
+        anyhow::ensure!(one == 1, "{path:?}: SELECT 1 returned {one}");
+        Ok(conn)
     }
 }
 
 async fn query_one(conn: &mut Conn) -> anyhow::Result<i64> {
     Ok(match conn {
         Conn::Postgres(c) => i64::from(c.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)),
+        Conn::Pooled(c) => i64::from(c.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)),
         Conn::SqlxPostgres(c) => i64::from(sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(c).await?),
         Conn::MysqlAsync(c) => c
             .query_first::<i64, _>("SELECT 1")
@@ -238,6 +317,8 @@ async fn query_one(conn: &mut Conn) -> anyhow::Result<i64> {
 async fn close(conn: Conn) {
     match conn {
         Conn::Postgres(c) => drop(c),
+        // Out of the pool, so that the next `get` makes a new connection.
+        Conn::Pooled(c) => drop(deadpool_postgres::Object::take(c)),
         Conn::SqlxPostgres(c) => drop(sqlx::Connection::close(c).await),
         Conn::MysqlAsync(c) => drop(c.disconnect().await),
         Conn::SqlxMysql(c) => drop(sqlx::Connection::close(c).await),
@@ -247,6 +328,12 @@ async fn close(conn: Conn) {
 /// Reads the bulk result; the bytes read.
 async fn bulk(conn: &mut Conn) -> anyhow::Result<usize> {
     Ok(match conn {
+        Conn::Pooled(c) => c
+            .query(PG_BULK, &[])
+            .await?
+            .iter()
+            .map(|r| r.get::<_, &str>(0).len())
+            .sum(),
         Conn::Postgres(c) => c
             .query(PG_BULK, &[])
             .await?
@@ -274,7 +361,11 @@ async fn bulk(conn: &mut Conn) -> anyhow::Result<usize> {
     })
 }
 
+/// The `p` quantile of `samples` (NaN when there are none).
 fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -287,7 +378,17 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn setup(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Setup> {
+/// Where the emulator is, in plain values, for this process and its resource children.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Target {
+    admin_api_url: String,
+    key_file: PathBuf,
+    pg: FloorTarget,
+    my: FloorTarget,
+}
+
+/// The two instances on `emulator`, and a service account key in `dir`.
+async fn instances(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Target> {
     let pg = emulator
         .add_instance(
             InstanceConfig::new(
@@ -308,22 +409,40 @@ async fn setup(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Set
             .ca_mode(CaMode::GoogleManagedCas),
         )
         .await?;
-    let key = emulator.write_service_account_file("bench@bench-project.iam.gserviceaccount.com", dir)?;
-    let connector = Connector::builder()
-        .credentials(Credentials::from_file(&key)?)
-        .admin_api_endpoint(emulator.admin_api_url())
-        .build()?;
-    let pg_instance = pg.connection_name().to_owned();
-    let my_instance = my.connection_name().to_owned();
+    Ok(Target {
+        admin_api_url: emulator.admin_api_url(),
+        key_file: emulator.write_service_account_file("bench@bench-project.iam.gserviceaccount.com", dir)?,
+        pg: FloorTarget::of(emulator, &pg),
+        my: FloorTarget::of(emulator, &my),
+    })
+}
 
-    let pg_floor = Arc::new(Floor::new(emulator, &pg).await?);
-    let my_floor = Arc::new(Floor::new(emulator, &my).await?);
+/// Everything every line needs; the pools can hold `pool_size` connections.
+async fn setup(target: &Target, dir: &std::path::Path, pool_size: usize) -> anyhow::Result<Setup> {
+    let connector = Connector::builder()
+        .credentials(Credentials::from_file(&target.key_file)?)
+        .admin_api_endpoint(target.admin_api_url.clone())
+        .build()?;
+    let pg_instance = target.pg.connection_name.clone();
+    let my_instance = target.my.connection_name.clone();
+
+    let pg_floor = Arc::new(Floor::at(&target.pg).await?);
+    let my_floor = Arc::new(Floor::at(&target.my).await?);
     let pg_relay = FloorRelay::start(pg_floor.clone(), &dir.join("pg"), ".s.PGSQL.5432")?;
     let my_relay = FloorRelay::start(my_floor, &dir.join("my"), "mysql.sock")?;
 
     let deadpool = cloudsql::postgres::deadpool::pool_builder(connector.clone(), &pg_instance, pg_config())
-        .max_size(1)
+        .max_size(pool_size)
         .build()?;
+    let deadpool_floor = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_connect(
+        pg_config(),
+        FloorConnect(pg_floor.clone()),
+        deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        },
+    ))
+    .max_size(pool_size)
+    .build()?;
     let bb8 =
         cloudsql::postgres::bb8::CloudSqlConnectionManager::new(connector.clone(), &pg_instance, pg_config())
             .options(DialOptions::new());
@@ -340,6 +459,7 @@ async fn setup(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Set
         pg_instance,
         pg_floor,
         deadpool,
+        deadpool_floor,
         bb8,
         sqlx_pg,
         sqlx_pg_floor,
@@ -351,13 +471,127 @@ async fn setup(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Set
     })
 }
 
+/// This process's resident set, in KiB.
+fn rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
+}
+
+/// CPU time of all this process's threads, in nanoseconds (each thread's `schedstat`).
+fn cpu_ns() -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue; // The thread ended meanwhile.
+        };
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("unreadable schedstat: {stat}"))?;
+    }
+    Ok(total)
+}
+
+/// Bulk reads a resource child times for its CPU per MB.
+const BULK_CPU_READS: usize = 4;
+
+/// Marks the line a resource child prints its result on.
+const CHILD_RESULT: &str = "drivers-resource-child:";
+
+/// A resource child: warms `path` up, then opens and holds `conns` connections on it; prints the
+/// RSS (KiB) and CPU (ns) they added, per connection.
+async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Result<()> {
+    let target: Target = serde_json::from_str(target)?;
+    let path = path
+        .parse()
+        .ok()
+        .and_then(Path::from_index)
+        .ok_or_else(|| anyhow::anyhow!("no line {path}"))?;
+    let dir = std::env::temp_dir().join(format!("cloudsql-drivers-child-{}", std::process::id()));
+    let setup = setup(&target, &dir, conns + 1).await?;
+    for _ in 0..3 {
+        setup.first_row(path).await?;
+    }
+    let (rss, cpu) = (rss_kib()?, cpu_ns()?);
+    let mut held = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        held.push(setup.opened(path).await?);
+    }
+    let (rss_after, cpu_after) = (rss_kib()?, cpu_ns()?);
+    // Bulk reads on one of them: the client side's CPU per MB.
+    let mut bulk_ns_per_mb = f64::NAN;
+    if let (true, Some(conn)) = (Path::BULK.contains(&path), held.first_mut()) {
+        bulk(conn).await?;
+        let (before, mut bytes) = (cpu_ns()?, 0);
+        for _ in 0..BULK_CPU_READS {
+            bytes += bulk(conn).await?;
+        }
+        bulk_ns_per_mb = cpu_ns()?.saturating_sub(before) as f64 / (bytes as f64 / 1e6);
+    }
+    println!(
+        "{CHILD_RESULT} {} {} {bulk_ns_per_mb}",
+        rss_after.saturating_sub(rss) as f64 / conns as f64,
+        cpu_after.saturating_sub(cpu) as f64 / conns as f64
+    );
+    for conn in held {
+        close(conn).await;
+    }
+    setup.connector.close().await;
+    drop(setup);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Runs a resource child for `path`: RSS (KiB) and CPU (µs) per connection, and CPU per MB of
+/// bulk read (ms; NaN for the pools, whose bulk reads are tokio-postgres').
+async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let output = tokio::process::Command::new(std::env::current_exe()?)
+        .env("DRIVERS_CHILD_TARGET", target)
+        .env("DRIVERS_CHILD_PATH", path.index().to_string())
+        .env("DRIVERS_CHILD_CONNS", conns.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "{path:?}: resource child failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let numbers: Vec<f64> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(CHILD_RESULT))
+        .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    match numbers[..] {
+        [rss, cpu, bulk] => Ok((rss, cpu / 1000.0, bulk / 1e6)),
+        _ => anyhow::bail!("{path:?}: resource child printed no result: {stdout}"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if let (Ok(target), Ok(path)) = (
+        std::env::var("DRIVERS_CHILD_TARGET"),
+        std::env::var("DRIVERS_CHILD_PATH"),
+    ) {
+        return resource_child(&target, &path, env_usize("DRIVERS_CHILD_CONNS", 30)).await;
+    }
     let rounds = env_usize("DRIVERS_ROUNDS", 150);
     let bulk_rounds = env_usize("DRIVERS_BULK_ROUNDS", 12);
+    let resource_rounds = env_usize("DRIVERS_RESOURCE_ROUNDS", 5);
+    let resource_conns = env_usize("DRIVERS_RESOURCE_CONNS", 30).max(1);
     let emulator = Emulator::start().await?;
     let dir = std::env::temp_dir().join(format!("cloudsql-drivers-bench-{}", std::process::id()));
-    let setup = setup(&emulator, &dir).await?;
+    let target = instances(&emulator, &dir).await?;
+    let setup = setup(&target, &dir, 1).await?;
 
     // Warm-up: every line a few times (certificates, backend caches, the relays' first dials).
     for _ in 0..5 {
@@ -372,7 +606,7 @@ async fn main() -> anyhow::Result<()> {
         shuffle(&mut order);
         for path in order {
             let d = setup.first_row(path).await?;
-            connects[path as usize].push(d.as_secs_f64() * 1000.0);
+            connects[path.index()].push(d.as_secs_f64() * 1000.0);
         }
     }
     let mut open = Vec::new();
@@ -387,29 +621,61 @@ async fn main() -> anyhow::Result<()> {
         for (path, conn) in &mut open {
             let t = Instant::now();
             let bytes = bulk(conn).await?;
-            rates[*path as usize].push(bytes as f64 / t.elapsed().as_secs_f64() / 1e6);
+            rates[path.index()].push(bytes as f64 / t.elapsed().as_secs_f64() / 1e6);
         }
     }
     for (_, conn) in open {
         close(conn).await;
     }
+    let target_json = serde_json::to_string(&target)?;
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); Path::ALL.len()];
+    let (mut cpu, mut bulk_cpu) = (rss.clone(), rss.clone());
+    for _ in 0..resource_rounds {
+        shuffle(&mut order);
+        for path in order {
+            // The databases are shared (other processes may hold many of their connections):
+            // a child that could not open its connections is retried once, then left out.
+            let mut measured = resources(&target_json, path, resource_conns).await;
+            if let Err(e) = &measured {
+                eprintln!("{path:?}: {e:#}; retrying once");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                measured = resources(&target_json, path, resource_conns).await;
+            }
+            match measured {
+                Ok((kib, micros, ms_per_mb)) => {
+                    rss[path.index()].push(kib);
+                    cpu[path.index()].push(micros);
+                    bulk_cpu[path.index()].push(ms_per_mb);
+                }
+                Err(e) => eprintln!("{path:?}: {e:#}; this resource round is left out"),
+            }
+        }
+    }
 
     println!(
-        "cloudsql-rs driver paths against their floors: {rounds} connect rounds, {bulk_rounds} bulk rounds, random order, {} cores, {:.0?}",
+        "cloudsql-rs driver paths against their floors: {rounds} connect rounds, {bulk_rounds} bulk rounds, \
+         {resource_rounds} resource rounds of {resource_conns} connections, random order, {} cores, {:.0?}",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         started.elapsed()
     );
     println!("warm connect -> first row (new connection, certificate cached), ms:");
     for path in Path::ALL {
-        let s = &connects[path as usize];
+        let s = &connects[path.index()];
         let (median, p90) = (percentile(s, 0.5), percentile(s, 0.9));
         let ratio = path.floor().map(|f| {
-            let floor = &connects[f as usize];
-            format!(
+            let floor = &connects[f.index()];
+            let mut out = format!(
                 "  / floor: median {:.3}x  p90 {:.3}x",
                 median / percentile(floor, 0.5),
                 p90 / percentile(floor, 0.9)
-            )
+            );
+            if let Some(second) = path.second_floor() {
+                out.push_str(&format!(
+                    "  / deadpool floor: median {:.3}x",
+                    median / percentile(&connects[second.index()], 0.5)
+                ));
+            }
+            out
         });
         println!(
             "  {:<46} median {median:>7.2}  p90 {p90:>7.2}  (n={}){}",
@@ -418,19 +684,58 @@ async fn main() -> anyhow::Result<()> {
             ratio.unwrap_or_default()
         );
     }
+    if std::env::var_os("DRIVERS_DECILES").is_some() {
+        println!("warm connect -> first row, deciles (p10 … p90), ms:");
+        for path in Path::ALL {
+            let s = &connects[path.index()];
+            let deciles: Vec<String> = (1..10)
+                .map(|i| format!("{:.2}", percentile(s, f64::from(i) / 10.0)))
+                .collect();
+            println!("  {:<46} {}", path.label(), deciles.join(" "));
+        }
+    }
     println!("bulk read (~25 MB on one open connection), MB/s:");
     for path in Path::BULK {
-        let s = &rates[path as usize];
-        let median = percentile(s, 0.5);
-        let ratio = path
-            .floor()
-            .map(|f| format!("  / floor: {:.3}x", median / percentile(&rates[f as usize], 0.5)));
+        let s = &rates[path.index()];
         println!(
-            "  {:<46} median {median:>7.1}  (n={}){}",
+            "  {:<46} median {:>7.1}  (n={}){}",
             path.label(),
+            percentile(s, 0.5),
             s.len(),
-            ratio.unwrap_or_default()
+            ratios(path, |p| percentile(&rates[p.index()], 0.5))
         );
+    }
+    println!(
+        "bulk read CPU per MB (client side: driver, relay, TLS; child process, no emulator), ms, median of {resource_rounds}:"
+    );
+    for path in Path::BULK {
+        let s = &bulk_cpu[path.index()];
+        println!(
+            "  {:<46} median {:>7.3}  (n={}){}",
+            path.label(),
+            percentile(s, 0.5),
+            s.len(),
+            ratios(path, |p| percentile(&bulk_cpu[p.index()], 0.5))
+        );
+    }
+    let resource_lines = [
+        ("RSS", "KiB", &rss),
+        ("CPU (connect + first row, all threads)", "us", &cpu),
+    ];
+    for (what, unit, samples) in resource_lines {
+        println!(
+            "{what} per connection ({resource_conns} held; child process, no emulator), {unit}, median of {resource_rounds}:"
+        );
+        for path in Path::ALL {
+            let s = &samples[path.index()];
+            println!(
+                "  {:<46} median {:>7.1}  (n={}){}",
+                path.label(),
+                percentile(s, 0.5),
+                s.len(),
+                ratios(path, |p| percentile(&samples[p.index()], 0.5))
+            );
+        }
     }
     setup.connector.close().await;
     drop(setup);

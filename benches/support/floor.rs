@@ -25,36 +25,72 @@ pub(crate) struct Floor {
     server_name: ServerName<'static>,
 }
 
+/// What a floor needs to know of an instance, in plain values, so that a child process can
+/// build a floor for an emulator running in its parent.
+#[allow(dead_code)] // Not every bench that includes this module hands a floor to a child.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct FloorTarget {
+    pub(crate) admin_api_url: String,
+    pub(crate) token: String,
+    pub(crate) connection_name: String,
+    pub(crate) public_ip: String,
+    pub(crate) dns_name: String,
+}
+
+impl FloorTarget {
+    /// `instance` of `emulator`, with an Admin API token valid for an hour.
+    pub(crate) fn of(emulator: &Emulator, instance: &Instance) -> Self {
+        Self {
+            admin_api_url: emulator.admin_api_url(),
+            token: emulator.issue_token(
+                "bench@bench-project.iam.gserviceaccount.com",
+                &["https://www.googleapis.com/auth/sqlservice.admin"],
+                Duration::from_secs(3600),
+            ),
+            connection_name: instance.connection_name().to_owned(),
+            public_ip: instance.public_ip().map(|ip| ip.to_string()).unwrap_or_default(),
+            dns_name: instance.dns_name().unwrap_or_default().to_owned(),
+        }
+    }
+}
+
 impl Floor {
     /// Fetches the instance's settings and a client certificate over a fresh key, by hand.
+    #[allow(dead_code)] // The drivers bench builds its floors with `at`.
     pub(crate) async fn new(emulator: &Emulator, instance: &Instance) -> anyhow::Result<Self> {
-        let token = emulator.issue_token(
-            "bench@bench-project.iam.gserviceaccount.com",
-            &["https://www.googleapis.com/auth/sqlservice.admin"],
-            Duration::from_secs(3600),
-        );
+        Self::at(&FloorTarget::of(emulator, instance)).await
+    }
+
+    /// [`Floor::new`] from plain values.
+    pub(crate) async fn at(target: &FloorTarget) -> anyhow::Result<Self> {
+        let token = &target.token;
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("keygen"))?;
         let spki = key.public_key().as_der().map_err(|_| anyhow::anyhow!("spki"))?;
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.as_ref().to_vec()));
         let (project, instance_id) = {
-            let parts: Vec<&str> = instance.connection_name().split(':').collect();
+            let parts: Vec<&str> = target.connection_name.split(':').collect();
+            anyhow::ensure!(
+                parts.len() == 3,
+                "not a connection name: {}",
+                target.connection_name
+            );
             (parts[0].to_owned(), parts[2].to_owned())
         };
         let http = reqwest::Client::new();
         let base = format!(
             "{}/sql/v1beta4/projects/{project}/instances/{instance_id}",
-            emulator.admin_api_url()
+            target.admin_api_url
         );
         let settings: serde_json::Value = http
             .get(format!("{base}/connectSettings"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await?
             .json()
             .await?;
         let cert: serde_json::Value = http
             .post(format!("{base}:generateEphemeralCert"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .json(&serde_json::json!({"public_key": public_pem}))
             .send()
             .await?
@@ -86,11 +122,8 @@ impl Floor {
             )?;
         Ok(Self {
             tls: TlsConnector::from(Arc::new(config)),
-            addr: (
-                instance.public_ip().map(|ip| ip.to_string()).unwrap_or_default(),
-                3307,
-            ),
-            server_name: ServerName::try_from(instance.dns_name().unwrap_or_default().to_owned())?,
+            addr: (target.public_ip.clone(), 3307),
+            server_name: ServerName::try_from(target.dns_name.clone())?,
         })
     }
 
