@@ -15,9 +15,9 @@
 //!   binary runs itself again as a child that times, from the first line of `main`, a Tokio
 //!   runtime, `Connector::builder()…build()`, `cloudsql_postgres::connect` and `SELECT 1`. The
 //!   key is generated in that process, as on every new instance, with the connector's default
-//!   race (all cores but one: on 2 cores, one generation).
-//! - **every core at once**: the same child with `CLOUDSQL_RSA_KEYGEN_THREADS` set to the number
-//!   of cores, to show what racing on every core costs or buys here.
+//!   race (both cores on 2, all cores but one with more).
+//! - **one generation (no race)**: the same child with `CLOUDSQL_RSA_KEYGEN_THREADS=1`, to show
+//!   what the race costs or buys here.
 //! - **aws-lc seeded from the OS**: the same two, run from a second build of this bench made
 //!   with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (in `<target>/aws-lc-os-seeded`, built on the first
 //!   run; `COLD_START_OS_SEEDED=0` skips it). aws-lc then seeds its random generator from the
@@ -419,10 +419,10 @@ struct ChildTimes {
 /// How many racers generate the key in a new-process cold start.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Racers {
-    /// The connector's default: all cores but one (on 2 cores, one generation).
+    /// The connector's default: both cores on 2, all cores but one with more.
     Default,
-    /// `CLOUDSQL_RSA_KEYGEN_THREADS=<cores>`: every core at once.
-    EveryCore,
+    /// `CLOUDSQL_RSA_KEYGEN_THREADS=1`: one generation, no race.
+    One,
 }
 
 /// How a new-process cold start is run: which build of this binary, and how many racers.
@@ -442,7 +442,7 @@ const VARIANTS: [Variant; 4] = {
         },
         Variant {
             os_seeded: false,
-            racers: EveryCore,
+            racers: One,
         },
         Variant {
             os_seeded: true,
@@ -450,7 +450,7 @@ const VARIANTS: [Variant; 4] = {
         },
         Variant {
             os_seeded: true,
-            racers: EveryCore,
+            racers: One,
         },
     ]
 };
@@ -459,9 +459,9 @@ impl Variant {
     fn label(self) -> &'static str {
         match (self.os_seeded, self.racers) {
             (false, Racers::Default) => "ours, new process (runtime+build+connect+SELECT 1)",
-            (false, Racers::EveryCore) => "ours, new process, every core at once",
+            (false, Racers::One) => "ours, new process, one generation (no race)",
             (true, Racers::Default) => "ours, new process, aws-lc seeded from the OS",
-            (true, Racers::EveryCore) => "ours, seeded from the OS, every core at once",
+            (true, Racers::One) => "ours, seeded from the OS, no race",
         }
     }
 }
@@ -522,10 +522,7 @@ async fn ours_new_process(
     let mut command = tokio::process::Command::new(exe);
     match variant.racers {
         Racers::Default => command.env_remove(THREADS_ENV),
-        Racers::EveryCore => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            command.env(THREADS_ENV, cores.to_string())
-        }
+        Racers::One => command.env(THREADS_ENV, "1"),
     };
     let output = command
         .env(CHILD_ENV, setup_json)

@@ -3,7 +3,7 @@
 //! appears in `Debug`.
 //!
 //! Generation starts when the first connector is built, on threads of its own, so it overlaps
-//! everything else a cold start does; with more than two cores it is raced on all cores but one
+//! everything else a cold start does; it is raced on 2 cores, or on all cores but one with more
 //! (first key wins; see [`race`]). `docs/performance.md` has the measurements behind this.
 
 mod process;
@@ -94,9 +94,9 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
-    /// Generates a fresh RSA-2048 key (e = 65537). With more than two cores, it races one
-    /// generation per core but one (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number,
-    /// up to the cores) and keeps the first. Blocks for tens of milliseconds: in async code, call
+    /// Generates a fresh RSA-2048 key (e = 65537). It races a generation on each of 2 cores, or
+    /// on each core but one with more (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the
+    /// number, up to the cores), and keeps the first. Blocks for tens of milliseconds: in async code, call
     /// it from [`tokio::task::spawn_blocking`].
     ///
     /// aws-lc seeds its random generator on its first use in a process, from CPU jitter unless

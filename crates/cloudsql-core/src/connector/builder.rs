@@ -229,8 +229,8 @@ impl ConnectorBuilder {
     /// `WithRSAKey`: for applications that generate one ahead of time or keep their own. Load it
     /// with [`RsaKey::from_pem`] or [`RsaKey::from_pkcs8_der`], which refuse anything but RSA of
     /// at least 2048 bits. Default: one key per process, generated when the first connector is
-    /// built and shared by every connector without its own. With more than two cores its
-    /// generation is raced on all cores but one (at most four), first key wins; the env var
+    /// built and shared by every connector without its own. Its generation is raced on 2 cores,
+    /// or on all cores but one with more (at most four), first key wins; the env var
     /// `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number of racers (`1`: no race), up to the cores.
     ///
     /// ```no_run

@@ -11,10 +11,12 @@
 //! a racer that has not started when the race is won does not start, and a racer that finishes
 //! after the winner drops its key at once (aws-lc clears a freed key's memory). That is also the
 //! race's cost: until the losers finish they hold their cores. So the width is one per core but
-//! one ([`std::thread::available_parallelism`], at most [`MAX_RACERS`]): on 1 or 2 cores there
-//! is no race; [`THREADS_ENV`] sets it otherwise, never above the cores. A hedged second racer
-//! on 2 cores (started only when no key had come 40 ms after seeding) was measured too and lost
-//! as well: the loser still held a core when the TLS handshake and the first query needed it
+//! one ([`std::thread::available_parallelism`], at most [`MAX_RACERS`]), and two on 2 cores: on
+//! a quiet 2-core machine (what a new serverless instance is) racing both cores cut the cold
+//! start's median and, most, its tail, while on a machine busy with other work it cost about as
+//! much; 1 core never races. [`THREADS_ENV`] sets the width, never above the cores. A hedged
+//! second racer on 2 cores (started only when no key had come 40 ms after seeding) was measured
+//! too and lost: it started just when the TLS handshake and the first query needed the core
 //! (`docs/performance.md`).
 
 use std::num::NonZeroUsize;
@@ -36,10 +38,9 @@ pub(super) const MAX_RACERS: usize = 4;
 pub(super) const THREADS_ENV: &str = "CLOUDSQL_RSA_KEYGEN_THREADS";
 
 /// How many generations race: [`THREADS_ENV`] when set, bounded by the cores and [`MAX_RACERS`];
-/// otherwise one per core but one, at most [`MAX_RACERS`], at least one. A race never takes
-/// every core: the rest of a cold start (the runtime, TLS, the application's own start-up) needs
-/// one, and measured on 2 cores, racing on both made the whole cold start slower even though the
-/// key alone came sooner (`docs/performance.md`).
+/// otherwise one per core but one (the rest of a cold start, the runtime, TLS and the
+/// application's own start-up, gets a core), except on 2 cores, where both race, at most
+/// [`MAX_RACERS`], at least one (`docs/performance.md` has the measurements).
 pub(super) fn width() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     width_for(cores, std::env::var(THREADS_ENV).ok().as_deref())
@@ -49,7 +50,7 @@ fn width_for(cores: usize, wanted: Option<&str>) -> usize {
     let cap = cores.clamp(1, MAX_RACERS);
     match wanted.and_then(|v| v.trim().parse::<usize>().ok()) {
         Some(n) => n.clamp(1, cap),
-        None => cores.saturating_sub(1).clamp(1, MAX_RACERS),
+        None => cores.saturating_sub(1).max(cores.min(2)).clamp(1, MAX_RACERS),
     }
 }
 
@@ -159,10 +160,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn width_leaves_a_core_free_unless_told_and_never_exceeds_cores_or_the_cap() {
+    fn width_leaves_a_core_free_beyond_two_unless_told_and_never_exceeds_cores_or_the_cap() {
         let table = [
             (1, None, 1),
-            (2, None, 1),
+            (2, None, 2),
             (3, None, 2),
             (4, None, 3),
             (64, None, MAX_RACERS),
