@@ -101,45 +101,56 @@ fn pg_config() -> tokio_postgres::Config {
     config
 }
 
-async fn first_row(connector: &Connector, instance: &str) -> anyhow::Result<()> {
+/// A client with its connection task, ended by dropping the client and awaiting the task.
+type Session = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
+
+fn spawn_connection<T>(client: tokio_postgres::Client, connection: T) -> Session
+where
+    T: std::future::Future + Send + 'static,
+    T::Output: Send,
+{
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, connection)
+}
+
+/// A tokio-postgres client through the connector's stream.
+async fn stream_client(connector: &Connector, instance: &str) -> anyhow::Result<Session> {
     let (client, connection) = cloudsql::postgres::connect(connector, instance, &pg_config()).await?;
-    let connection = tokio::spawn(connection);
+    Ok(spawn_connection(client, connection))
+}
+
+/// `SELECT 1` on a new session, then its end.
+async fn select_one((client, connection): Session) -> anyhow::Result<()> {
     let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
     anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
     drop(client);
     let _ = connection.await;
     Ok(())
+}
+
+/// Connect → `SELECT 1` through the connector's stream.
+async fn first_row(connector: &Connector, instance: &str) -> anyhow::Result<()> {
+    select_one(stream_client(connector, instance).await?).await
 }
 
 /// A tokio-postgres client through the connector's local socket (what drivers that cannot take a
 /// stream use).
-async fn local_socket_client(
-    socket: &LocalSocket,
-) -> anyhow::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+async fn local_socket_client(socket: &LocalSocket) -> anyhow::Result<Session> {
     let mut config = pg_config();
     config.host_path(socket.dir()).port(5432);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok((client, connection))
+    Ok(spawn_connection(client, connection))
 }
 
 /// Connect → `SELECT 1` through the local socket.
 async fn first_row_local(socket: &LocalSocket) -> anyhow::Result<()> {
-    let (client, connection) = local_socket_client(socket).await?;
-    let one: i32 = client.query_one("SELECT 1", &[]).await?.get(0);
-    anyhow::ensure!(one == 1, "SELECT 1 returned {one}");
-    drop(client);
-    let _ = connection.await;
-    Ok(())
+    select_one(local_socket_client(socket).await?).await
 }
 
-/// The time of one bulk query on `client` (its connect not counted), every row read.
-async fn bulk(
-    client: tokio_postgres::Client,
-    connection: tokio::task::JoinHandle<()>,
-) -> anyhow::Result<Duration> {
+/// The time of one bulk query on a session (its connect not counted), every row read.
+async fn bulk((client, connection): Session) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let rows = client.query(BULK_SQL, &[]).await?;
     let read: usize = rows.iter().map(|r| r.get::<_, &str>(0).len()).sum();
@@ -790,18 +801,8 @@ async fn driver() -> anyhow::Result<()> {
                     first_row_local(&socket).await?;
                     t.elapsed()
                 }
-                Run::BulkStream => {
-                    let (client, connection) =
-                        cloudsql::postgres::connect(&warm, &setup.instance, &pg_config()).await?;
-                    let connection = tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    bulk(client, connection).await?
-                }
-                Run::BulkLocalSocket => {
-                    let (client, connection) = local_socket_client(&socket).await?;
-                    bulk(client, connection).await?
-                }
+                Run::BulkStream => bulk(stream_client(&warm, &setup.instance).await?).await?,
+                Run::BulkLocalSocket => bulk(local_socket_client(&socket).await?).await?,
             };
             samples.push((path, l), d);
         }

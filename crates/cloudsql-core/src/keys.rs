@@ -96,8 +96,8 @@ pub struct RsaKey {
 impl RsaKey {
     /// Generates a fresh RSA-2048 key (e = 65537). It races a generation on each of 2 cores, or
     /// on each core but one with more (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the
-    /// number, up to the cores), and keeps the first. Blocks for tens of milliseconds: in async code, call
-    /// it from [`tokio::task::spawn_blocking`].
+    /// number, up to the cores), and keeps the first. Blocks for tens of milliseconds: in async
+    /// code, call it from [`tokio::task::spawn_blocking`].
     ///
     /// aws-lc seeds its random generator on its first use in a process, from CPU jitter unless
     /// it was built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (then from the operating system);

@@ -185,13 +185,13 @@ impl AdminClient {
                 source,
             })?;
         let request = request.headers(&self.headers(&token)?);
+        let client = match self.http {
+            Some(client) => client,
+            None => http::client()?,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let client = match self.http {
-                Some(client) => client,
-                None => http::client()?,
-            };
             let result = client.send(request.clone(), CALL_TIMEOUT).await;
             let unreachable = |e: http::TransportError| Error::AdminApiUnreachable {
                 instance: instance.clone(),
