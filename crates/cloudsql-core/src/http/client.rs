@@ -65,12 +65,12 @@ impl Client {
     /// A client trusting the platform's roots (as browsers and curl do: rustls-platform-verifier),
     /// TLS 1.2 or 1.3, with these proxies.
     pub(crate) fn new(proxies: Matcher) -> Result<Self, String> {
-        use rustls_platform_verifier::BuilderVerifierExt;
+        let verifier = crate::tls::platform_verifier().map_err(|e| e.to_string())?;
         let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("no TLS version is available: {e}"))?
-            .with_platform_verifier()
-            .map_err(|e| format!("the platform's TLS trust store is unusable: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Ok(Self::with_tls(proxies, tls))
     }
@@ -275,6 +275,52 @@ mod tests {
         // Once built, preparing again starts nothing and changes nothing.
         prepare();
         assert_eq!(client().unwrap() as *const Client as usize, clients[0]);
+    }
+
+    /// The variable that makes [`child_finds_no_usable_trust_store`] do its work.
+    const NO_ROOTS_CHILD: &str = "CLOUDSQL_HTTP_TEST_NO_ROOTS_CHILD";
+
+    #[test]
+    fn an_unusable_trust_store_fails_the_first_call_saying_so_not_build() {
+        // The system's roots come from these variables when they are set (rustls-native-certs):
+        // an empty directory and a missing file leave none.
+        let empty = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "http::client::tests::child_finds_no_usable_trust_store",
+                "--nocapture",
+            ])
+            .env(NO_ROOTS_CHILD, "1")
+            .env("SSL_CERT_DIR", empty.path())
+            .env("SSL_CERT_FILE", empty.path().join("none.pem"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "child failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Only does something as the child of the test above, in a process with no root
+    /// certificates: `build()` succeeds, the connect fails with the trust store named.
+    #[tokio::test]
+    async fn child_finds_no_usable_trust_store() {
+        if std::env::var(NO_ROOTS_CHILD).is_err() {
+            return;
+        }
+        let connector = crate::Connector::builder()
+            .credentials(crate::Credentials::from_token("t"))
+            .admin_api_endpoint("https://127.0.0.1:9")
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("build() does not need the roots");
+        let err = connector.connect("p:r:i").await.unwrap_err();
+        let chain = ErrorChain(&err).to_string();
+        assert!(chain.contains("trust store is unusable"), "{chain}");
+        assert!(!matches!(err, Error::Timeout { .. }), "{err:?}");
     }
 
     /// The variable that makes [`child_sends_one_request`] do its work: the URL to get.

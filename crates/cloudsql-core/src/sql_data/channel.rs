@@ -14,7 +14,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::Error;
 
 /// The TLS client configuration for the tunnel: the given roots (a test or private deployment's
-/// CA) or the platform's trust store, TLS 1.3, ALPN `h2`.
+/// CA) or the platform's trust store (the process's one verifier, loaded on first use), TLS 1.3,
+/// ALPN `h2`.
 pub(crate) fn tls_config(root_ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, Error> {
     let builder = ClientConfig::builder_with_provider(crate::tls::provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -37,13 +38,10 @@ pub(crate) fn tls_config(root_ca_pem: Option<&str>) -> Result<Arc<ClientConfig>,
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        None => {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            builder
-                .with_platform_verifier()
-                .map_err(|e| Error::config(format!("the platform's TLS trust store is unusable: {e}")))?
-                .with_no_client_auth()
-        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(crate::tls::platform_verifier()?)
+            .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))

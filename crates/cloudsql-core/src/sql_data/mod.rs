@@ -43,7 +43,9 @@ pub(crate) struct Tunnel {
     uri: tonic::transport::Uri,
     host: String,
     port: u16,
-    tls: Arc<rustls::ClientConfig>,
+    /// Set at `new` for a given CA (so a bad PEM fails `build()`); for the platform's trust store,
+    /// at the first connect (its roots load once per process, off `build()`).
+    tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
     user_agent: String,
     quota_project: Option<String>,
     token: Arc<dyn TokenSource>,
@@ -69,11 +71,15 @@ impl Tunnel {
         token: Arc<dyn TokenSource>,
     ) -> Result<Self, Error> {
         let (uri, host, port) = channel::parse_endpoint(endpoint)?;
+        let tls = std::sync::OnceLock::new();
+        if let Some(pem) = root_ca_pem {
+            let _ = tls.set(channel::tls_config(Some(pem))?);
+        }
         Ok(Self {
             uri,
             host,
             port,
-            tls: channel::tls_config(root_ca_pem)?,
+            tls,
             user_agent,
             quota_project,
             token,
@@ -107,6 +113,13 @@ impl Tunnel {
             instance: instance.clone(),
             source,
         })?;
+        let tls = match self.tls.get() {
+            Some(tls) => tls.clone(),
+            None => {
+                let platform = channel::tls_config(None)?;
+                self.tls.get_or_init(|| platform).clone()
+            }
+        };
         let channel = self
             .channel
             .get_or_try_init(|| {
@@ -114,7 +127,7 @@ impl Tunnel {
                     self.uri.clone(),
                     self.host.clone(),
                     self.port,
-                    self.tls.clone(),
+                    tls,
                     &self.user_agent,
                 )
             })

@@ -1,6 +1,7 @@
 //! rustls client configuration for one instance: TLS 1.3 only, the ephemeral client certificate,
 //! and trust in nothing but the instance's server CA.
 
+mod platform;
 mod rejection;
 mod verifier;
 
@@ -10,6 +11,7 @@ use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+pub(crate) use platform::platform_verifier;
 pub(crate) use rejection::{is_certificate_rejection, rejection_source};
 pub(crate) use verifier::{InstanceVerifier, ServerIdentity};
 
