@@ -21,8 +21,9 @@
 //! - **aws-lc seeded from the OS**: the same two, run from a second build of this bench made
 //!   with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (in `<target>/aws-lc-os-seeded`, built on the first
 //!   run; `COLD_START_OS_SEEDED=0` skips it). aws-lc then seeds its random generator from the
-//!   operating system instead of CPU jitter. Each child reports how long its key waited for that
-//!   seed (the `seed_ms` of the core's `RSA key generated` event).
+//!   operating system instead of CPU jitter. Each child reports how long that seed took on the
+//!   thread `build()` starts for it (the `seed_ms` of the core's `aws-lc random generator
+//!   seeded` event); the key's primes come from the operating system and do not wait for it.
 //! - **ours, new connector in a warm process**: the same without the runtime, in this process,
 //!   where the process-wide key already exists (a second connector costs no key generation).
 //! - **Python connector (asyncpg, pg8000)**: `create_async_connector()` →
@@ -170,28 +171,29 @@ fn build(setup: &Setup) -> anyhow::Result<Connector> {
 
 /// When the connector's key became ready, from its `RSA key generated` debug event.
 static KEY_READY: OnceLock<Instant> = OnceLock::new();
-/// How long the key waited for aws-lc's random generator to be seeded (that event's `seed_ms`).
-static KEY_SEED: OnceLock<Duration> = OnceLock::new();
+/// How long seeding aws-lc's random generator took (the `seed_ms` of its debug event).
+static SEED: OnceLock<Duration> = OnceLock::new();
 
-/// Records the moment of the key's `RSA key generated` event (the one with `elapsed_ms`).
+/// Records the moment of the key's `RSA key generated` event (the one with `elapsed_ms`) and
+/// the seed's time.
 struct KeyReady;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for KeyReady {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         if event.metadata().fields().field("elapsed_ms").is_some() {
             let _ = KEY_READY.set(Instant::now());
-            event.record(&mut SeedField);
         }
+        event.record(&mut SeedField);
     }
 }
 
-/// Reads the `seed_ms` field of the key's event.
+/// Reads the `seed_ms` field of the seed's event.
 struct SeedField;
 
 impl tracing::field::Visit for SeedField {
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         if field.name() == "seed_ms" {
-            let _ = KEY_SEED.set(Duration::from_secs_f64(value / 1000.0));
+            let _ = SEED.set(Duration::from_secs_f64(value / 1000.0));
         }
     }
 
@@ -204,7 +206,9 @@ fn child(setup: &str) -> anyhow::Result<()> {
     {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::{Layer, filter::Targets};
-        let keys = Targets::new().with_target("cloudsql_core::keys", tracing::Level::DEBUG);
+        let keys = Targets::new()
+            .with_target("cloudsql_core::keys", tracing::Level::DEBUG)
+            .with_target("cloudsql_core::random", tracing::Level::DEBUG);
         tracing::subscriber::set_global_default(
             tracing_subscriber::registry().with(KeyReady.with_filter(keys)),
         )?;
@@ -233,9 +237,9 @@ fn child(setup: &str) -> anyhow::Result<()> {
         let t = Instant::now();
         cloudsql::core::RsaKey::generate()?;
         let second_key = t.elapsed();
-        let seed = KEY_SEED
-            .get()
-            .ok_or_else(|| anyhow::anyhow!("the key's event had no `seed_ms`"))?;
+        let seed = SEED.get().ok_or_else(|| {
+            anyhow::anyhow!("the connector logged no `aws-lc random generator seeded` event")
+        })?;
         println!(
             "us {} runtime {} credentials {} build {} built {} key {} second_key {} seed {}",
             total.as_micros(),
@@ -890,7 +894,7 @@ fn report(samples: &Samples, rounds: usize, took: Duration) {
     for (v, variant) in VARIANTS.iter().enumerate() {
         if !samples.seed[v].is_empty() {
             line(
-                &format!("{}: random generator seeded", variant.label()),
+                &format!("{}: aws-lc random generator seeded", variant.label()),
                 &samples.seed[v],
             );
         }

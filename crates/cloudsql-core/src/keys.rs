@@ -4,8 +4,11 @@
 //!
 //! Generation starts when the first connector is built, on threads of its own, so it overlaps
 //! everything else a cold start does; it is raced on 2 cores, or on all cores but one with more
-//! (first key wins; see [`race`]). `docs/performance.md` has the measurements behind this.
+//! (the first two primes found make the key; see [`race`]). Its primes come from the operating
+//! system's random source ([`primes`]); aws-lc checks the key and signs with it.
+//! `docs/performance.md` has the measurements behind this.
 
+mod primes;
 mod process;
 mod race;
 
@@ -14,10 +17,12 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::error::KeyRejected;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::rsa::KeyPair;
 use aws_lc_rs::signature::KeyPair as _;
+use crypto_bigint::BoxedUint;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
+use rsa::pkcs8::EncodePrivateKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub(crate) use process::process_key;
@@ -34,11 +39,23 @@ pub(crate) struct ClientKey {
 }
 
 impl ClientKey {
-    /// Generates a fresh RSA-2048 key (e = 65537) on this thread. Takes tens of milliseconds,
-    /// sometimes a few hundred: see [`race`] for the raced form used by connectors.
-    pub(crate) fn generate() -> Result<Self, Error> {
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| Error::config("could not generate the connector's RSA key"))?;
+    /// The RSA key (e = 65537) of two primes from [`primes::random_prime`]. RustCrypto's `rsa`
+    /// derives the private exponent and the CRT values and encodes the key as PKCS#8; aws-lc
+    /// then parses it as it would any key it is given, checking that its parts agree
+    /// (`RSA_check_key`), and is what signs with it.
+    fn from_primes(p: BoxedUint, q: BoxedUint) -> Result<Self, Error> {
+        let failed =
+            |what: &str| Error::config(format!("could not generate the connector's RSA key: {what}"));
+        let key = rsa::PrivateKey::from_primes(vec![p, q], BoxedUint::from(65_537u32))
+            .map_err(|e| failed(&format!("its primes were refused ({e})")))?;
+        let pkcs8 = key
+            .to_pkcs8_der()
+            .map_err(|e| failed(&format!("it could not be encoded ({e})")))?;
+        let pair =
+            KeyPair::from_pkcs8(pkcs8.as_bytes()).map_err(|e| failed(&format!("aws-lc refused it ({e})")))?;
+        if pair.public_modulus_len() * 8 != MIN_RSA_KEY_BITS {
+            return Err(failed("its modulus is not 2048 bits"));
+        }
         Self::from_pair(&pair)
     }
 
@@ -206,7 +223,7 @@ mod tests {
 
     #[test]
     fn key_is_rsa_2048_and_debug_hides_it() {
-        let key = ClientKey::generate().unwrap();
+        let key = race::generate_blocking(1).unwrap();
         assert!(key.public_key_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
         let spki = pem::parse(key.public_key_pem()).unwrap();
         // An RSA-2048 SubjectPublicKeyInfo is 294 bytes.
@@ -217,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_loaded_key_keeps_its_public_half() {
-        let pair = KeyPair::generate(KeySize::Rsa3072).unwrap();
+        let pair = KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa3072).unwrap();
         let der = pair.as_der().unwrap();
         let key = RsaKey::from_pkcs8_der(der.as_ref()).unwrap();
         let expected = pair.public_key().as_der().unwrap();

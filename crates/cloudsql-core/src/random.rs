@@ -1,5 +1,8 @@
-//! Random bytes from aws-lc-rs's system generator, the one the RSA keys come from, so the core
-//! needs no second random-number crate.
+//! Random bytes from aws-lc-rs's system generator, the one TLS draws from, and its seeding.
+
+mod seed;
+
+pub(crate) use seed::{claim as claim_seed, prepare as prepare_seed, seed};
 
 /// `N` random bytes.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {

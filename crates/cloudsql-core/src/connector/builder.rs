@@ -280,7 +280,9 @@ impl ConnectorBuilder {
             Some(key) => keys::given_key(key),
             None => keys::process_key(),
         };
-        // Then the HTTP client's root certificates, also off this thread.
+        // Then aws-lc's random generator (every TLS handshake needs it seeded) and the HTTP
+        // client's root certificates, also off this thread.
+        crate::random::prepare_seed();
         crate::http::prepare();
         let universe = self
             .universe_domain

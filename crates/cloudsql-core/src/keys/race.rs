@@ -1,33 +1,37 @@
-//! RSA key generation raced on several threads: the first key found wins.
+//! RSA key generation raced on several threads, prime by prime: the first two primes found make
+//! the key.
 //!
 //! Generating an RSA-2048 key means searching for two random 1024-bit primes. How many
-//! candidates that takes is a matter of luck, so one generation's time is heavy-tailed: most
-//! take a few tens of milliseconds, some several times that. Racing `n` independent generations
-//! and keeping the first key turns the time into the minimum of `n` draws, which cuts both the
-//! median and, above all, the tail (see `docs/performance.md` for the numbers). Every racer runs
-//! the same full aws-lc key generation, so the winner is exactly as strong as a single one.
+//! candidates a search takes is a matter of luck, so one generation's time is heavy-tailed: most
+//! take a few tens of milliseconds, some several times that. Here every racer searches for primes
+//! ([`primes::random_prime`]) and hands each one it finds to the race; the first two (distinct,
+//! usable with e = 65537, far enough apart) make the key, whichever racers found them. So a key
+//! takes the time of the two fastest prime searches among `width` running at once, which cuts the
+//! median and, most, the tail. Every prime is searched and tested the same way, so the key is
+//! exactly as strong as one generated alone.
 //!
-//! aws-lc cannot stop a generation half-way, so the losers are cancelled as far as that allows:
-//! a racer that has not started when the race is won does not start, and a racer that finishes
-//! after the winner drops its key at once (aws-lc clears a freed key's memory). That is also the
-//! race's cost: until the losers finish they hold their cores. So the width is one per core but
-//! one ([`std::thread::available_parallelism`], at most [`MAX_RACERS`]), and two on 2 cores: on
-//! a quiet 2-core machine (what a new serverless instance is) racing both cores cut the cold
-//! start's median and, most, its tail, while on a machine busy with other work it cost about as
-//! much; 1 core never races. [`THREADS_ENV`] sets the width, never above the cores. A hedged
-//! second racer on 2 cores (started only when no key had come 40 ms after seeding) was measured
-//! too and lost: it started just when the TLS handshake and the first query needed the core
-//! (`docs/performance.md`).
+//! Racers ask whether the race is decided before each candidate they test, so the losers stop
+//! within a candidate (well under a millisecond) of the key being made and give their cores back
+//! to the rest of the cold start. When the process has not seeded aws-lc's random generator yet
+//! (every TLS handshake needs it; tens of milliseconds of CPU in a default build), one racer
+//! seeds it first and then joins, so the seed and the key share the cores without more busy
+//! threads than racers. The width is one per core but one
+//! ([`std::thread::available_parallelism`], at most [`MAX_RACERS`]), and two on 2 cores; 1 core
+//! never races. [`THREADS_ENV`] sets the width, never above the cores (`docs/performance.md` has
+//! the measurements).
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crypto_bigint::{BoxedUint, NonZero, Resize};
 use tracing::debug;
+use zeroize::Zeroize;
 
 use super::ClientKey;
-use crate::Error;
+use super::primes::{self, Stopped};
+use crate::{Error, random};
 
 /// At most this many generations race. Beyond four the minimum of the draws barely moves
 /// while each racer still costs a whole core.
@@ -54,12 +58,19 @@ fn width_for(cores: usize, wanted: Option<&str>) -> usize {
     }
 }
 
-/// Who gets the outcome: called exactly once, with the first key or, when every racer failed,
-/// the last error.
+/// Who gets the outcome: called exactly once, with the key or, when every racer failed, the
+/// last error.
 type Deliver = Box<dyn FnOnce(Result<ClientKey, Error>) + Send>;
+
+/// The key's public exponent, which both primes must allow (`p - 1` prime to it).
+const PUBLIC_EXPONENT: u32 = 65_537;
 
 struct Race {
     deliver: Mutex<Option<Deliver>>,
+    /// Set once the outcome is delivered: racers stop at their next candidate.
+    decided: AtomicBool,
+    /// A prime found and not yet paired.
+    found: Mutex<Option<BoxedUint>>,
     failed: AtomicUsize,
     width: usize,
     started: Instant,
@@ -67,22 +78,74 @@ struct Race {
 
 impl Race {
     fn decided(&self) -> bool {
-        self.deliver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none()
+        self.decided.load(Ordering::Acquire)
     }
 
-    /// Hands a key to the caller if the race is still open; a late key is dropped. `seeded` is
-    /// how long the winner waited for aws-lc's random generator (see [`seed`]).
-    fn offer(&self, outcome: Result<ClientKey, Error>, seeded: Duration) {
+    /// One racer: searches primes and offers each until the race is decided or its search fails.
+    fn run(&self) {
+        while !self.decided() {
+            match primes::random_prime(primes::PRIME_BITS, &|| self.decided()) {
+                Ok(prime) => {
+                    if let Some((p, q)) = self.pair(prime) {
+                        self.offer(ClientKey::from_primes(p, q));
+                    }
+                }
+                Err(Stopped::Cancelled) => return,
+                Err(Stopped::Failed(error)) => {
+                    self.offer(Err(error));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps a first prime until a second comes; returns both once a usable pair exists. A
+    /// prime `p` with `p - 1` divisible by e cannot be in the key (e would have no inverse), and
+    /// a second prime within 2^924 of the first is dropped as FIPS 186-5 (A.1.3) asks; both
+    /// happen to about one prime in 65 537 and never in practice, respectively.
+    fn pair(&self, mut prime: BoxedUint) -> Option<(BoxedUint, BoxedUint)> {
+        let exponent =
+            NonZero::new(BoxedUint::from(PUBLIC_EXPONENT).resize(prime.bits_precision())).into_option()?;
+        if prime.rem_vartime(&exponent) == BoxedUint::one().resize(prime.bits_precision()) {
+            prime.zeroize();
+            return None;
+        }
+        let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        match found.take() {
+            None => {
+                *found = Some(prime);
+                None
+            }
+            Some(first) => {
+                let distance = if first > prime {
+                    first.wrapping_sub(&prime)
+                } else {
+                    prime.wrapping_sub(&first)
+                };
+                if distance.bit_width() <= primes::PRIME_BITS - 100 {
+                    *found = Some(first);
+                    prime.zeroize();
+                    return None;
+                }
+                Some((first, prime))
+            }
+        }
+    }
+
+    /// Hands a key to the caller if the race is still open; a late key is dropped.
+    fn offer(&self, outcome: Result<ClientKey, Error>) {
         let mut deliver = self.deliver.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(key) => {
                 if let Some(deliver) = deliver.take() {
+                    self.decided.store(true, Ordering::Release);
+                    if let Some(mut unpaired) =
+                        self.found.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    {
+                        unpaired.zeroize();
+                    }
                     let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-                    let seed_ms = seeded.as_secs_f64() * 1000.0;
-                    debug!(racers = self.width, seed_ms, elapsed_ms, "RSA key generated");
+                    debug!(racers = self.width, elapsed_ms, "RSA key generated");
                     deliver(Ok(key));
                 }
             }
@@ -91,6 +154,7 @@ impl Race {
                 if self.failed.fetch_add(1, Ordering::AcqRel) + 1 == self.width
                     && let Some(deliver) = deliver.take()
                 {
+                    self.decided.store(true, Ordering::Release);
                     deliver(Err(error));
                 }
             }
@@ -98,51 +162,44 @@ impl Race {
     }
 }
 
-/// Starts `width` generations on threads of their own and returns at once; `deliver` gets the
-/// first key. Needs no async runtime.
+/// Starts `width` racers on threads of their own and returns at once; `deliver` gets the key.
+/// Needs no async runtime.
 pub(super) fn start(width: usize, deliver: impl FnOnce(Result<ClientKey, Error>) + Send + 'static) {
     let width = width.max(1);
     let race = Arc::new(Race {
         deliver: Mutex::new(Some(Box::new(deliver))),
+        decided: AtomicBool::new(false),
+        found: Mutex::new(None),
         failed: AtomicUsize::new(0),
         width,
         started: Instant::now(),
     });
     debug!(racers = width, "generating the RSA key");
-    for _ in 0..width {
+    // With a race, one racer first seeds aws-lc's random generator (which every TLS handshake
+    // needs, and which costs tens of milliseconds of CPU in a default build) and then joins:
+    // never more busy threads than racers.
+    let seeds_first = width >= 2 && random::claim_seed();
+    for racer_index in 0..width {
         let racer = race.clone();
+        let seeds = seeds_first && racer_index == width - 1;
         let spawned = std::thread::Builder::new()
             .name("cloudsql-keygen".to_owned())
             .spawn(move || {
-                if racer.decided() {
-                    return;
+                if seeds {
+                    random::seed();
                 }
-                let seeded = seed();
-                racer.offer(ClientKey::generate(), seeded);
+                racer.run();
             });
         if let Err(e) = spawned {
-            race.offer(
-                Err(Error::config(format!(
-                    "could not start a thread to generate the connector's RSA key: {e}"
-                ))),
-                Duration::ZERO,
-            );
+            if seeds {
+                // The first handshake will seed it instead.
+                debug!("the seeding racer did not start");
+            }
+            race.offer(Err(Error::config(format!(
+                "could not start a thread to generate the connector's RSA key: {e}"
+            ))));
         }
     }
-}
-
-/// Waits until aws-lc's random generator is seeded and says how long that took: the first use
-/// in a process seeds it, once for every thread. A default aws-lc build seeds from CPU jitter
-/// (FIPS-style health tests included), which costs tens of milliseconds of CPU on the cold path,
-/// before the key and the first TLS handshake can start; built with
-/// `AWS_LC_SYS_NO_JITTER_ENTROPY=1` it seeds from the operating system (`getrandom`), as OpenSSL
-/// and BoringSSL do, in microseconds. Timed apart so that the key's debug event tells the two
-/// costs apart (`docs/performance.md`).
-fn seed() -> Duration {
-    let started = Instant::now();
-    // A failure here would fail the generation that follows too, which reports it.
-    let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
-    started.elapsed()
 }
 
 /// Races `width` generations and waits for the first key, blocking the calling thread.
@@ -192,27 +249,91 @@ mod tests {
         }
     }
 
+    fn open_race(width: usize, deliver: Deliver) -> Race {
+        Race {
+            deliver: Mutex::new(Some(deliver)),
+            decided: AtomicBool::new(false),
+            found: Mutex::new(None),
+            failed: AtomicUsize::new(0),
+            width,
+            started: Instant::now(),
+        }
+    }
+
     #[test]
     fn the_first_key_is_delivered_once_and_errors_wait_for_every_racer() {
         let delivered = Arc::new(AtomicUsize::new(0));
         let counter = delivered.clone();
-        let race = Race {
-            deliver: Mutex::new(Some(Box::new(move |outcome: Result<ClientKey, Error>| {
+        let race = open_race(
+            2,
+            Box::new(move |outcome: Result<ClientKey, Error>| {
                 assert!(outcome.is_err());
                 counter.fetch_add(1, Ordering::SeqCst);
-            }))),
-            failed: AtomicUsize::new(0),
-            width: 2,
-            started: Instant::now(),
-        };
-        race.offer(Err(Error::config("first racer failed")), Duration::ZERO);
+            }),
+        );
+        race.offer(Err(Error::config("first racer failed")));
         assert_eq!(delivered.load(Ordering::SeqCst), 0, "one racer is still running");
         assert!(!race.decided());
-        race.offer(Err(Error::config("second racer failed")), Duration::ZERO);
+        race.offer(Err(Error::config("second racer failed")));
         assert_eq!(delivered.load(Ordering::SeqCst), 1);
         assert!(race.decided());
         // A late key after the race is decided is dropped, not delivered.
-        race.offer(ClientKey::generate(), Duration::ZERO);
+        race.offer(generate_blocking(1));
         assert_eq!(delivered.load(Ordering::SeqCst), 1);
+        // And a racer that starts now stops at once.
+        race.run();
+    }
+
+    #[test]
+    fn primes_unusable_with_e_or_too_close_are_never_paired() {
+        let race = open_race(1, Box::new(|_| {}));
+        let prime = |bits| primes::random_prime(bits, &|| false).unwrap_or_else(|e| panic!("{e:?}"));
+        let p = prime(primes::PRIME_BITS);
+        // p - 1 divisible by 65537: 65537 · 2^1006 + 1 is not prime, but the pairing looks
+        // only at the residue, which is what matters for e.
+        let mut useless = BoxedUint::from(PUBLIC_EXPONENT).resize(p.bits_precision());
+        useless = useless.shl_vartime(1006).unwrap().wrapping_add(BoxedUint::one());
+        assert!(race.pair(useless).is_none());
+        assert!(
+            race.found.lock().unwrap().is_none(),
+            "a prime unusable with e is not kept"
+        );
+
+        assert!(
+            race.pair(p.clone()).is_none(),
+            "the first prime waits for a second"
+        );
+        let close = p.wrapping_add(BoxedUint::from(2u32).resize(p.bits_precision()));
+        assert!(
+            race.pair(close).is_none(),
+            "a second prime within 2^924 is dropped"
+        );
+        let q = prime(primes::PRIME_BITS);
+        let (first, second) = race.pair(q.clone()).expect("two distant primes pair");
+        assert_eq!((first, second), (p, q));
+        assert!(race.found.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn every_racer_ends_once_the_key_is_made() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let race = Arc::new(open_race(
+            3,
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        ));
+        let racers: Vec<_> = (0..3)
+            .map(|_| {
+                let racer = race.clone();
+                std::thread::spawn(move || racer.run())
+            })
+            .collect();
+        let key = rx.recv().unwrap().unwrap();
+        assert!(key.public_key_pem().starts_with("-----BEGIN PUBLIC KEY-----"));
+        for racer in racers {
+            racer.join().unwrap();
+        }
+        assert!(race.found.lock().unwrap().is_none(), "no prime is left behind");
     }
 }
