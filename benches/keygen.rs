@@ -1,10 +1,12 @@
-//! RSA-2048 key generation: one aws-lc generation on the calling thread against
-//! `RsaKey::generate` (a race of `CLOUDSQL_RSA_KEYGEN_THREADS` generations, by default one per
-//! core but one, first key wins), interleaved in random order in one run; prints median, p90,
-//! mean and the CPU each key costs, with ratios.
+//! RSA-2048 key generation: one aws-lc generation on the calling thread (what the connector used
+//! until its primes came from `crypto-primes`) against `RsaKey::generate` (the connector's own:
+//! `CLOUDSQL_RSA_KEYGEN_THREADS` racers, by default 2 on 2 cores and one per core but one with
+//! more, the first two primes found make the key), interleaved in random order in one run;
+//! prints median, p90, mean and the CPU each key costs, with ratios.
 //!
 //! ```sh
-//! CLOUDSQL_RSA_KEYGEN_THREADS=2 cargo bench --bench keygen    # a race of 2; 80 rounds
+//! CLOUDSQL_RSA_KEYGEN_THREADS=1 cargo bench --bench keygen    # one generation against one
+//! cargo bench --bench keygen                                  # the default race; 80 rounds
 //! KEYGEN_ROUNDS=200 cargo bench --bench keygen
 //! ```
 //!
@@ -12,9 +14,8 @@
 //! prints each single generation's own CPU time and, from those, the bootstrap estimate of
 //! racing 2 and 4 generations on idle cores.
 //!
-//! A raced generation's losers finish in the background (aws-lc cannot stop one half-way); each
-//! sample is followed by a quiet pause long enough for them to end, so that they neither slow the
-//! next sample nor escape the CPU count.
+//! A race's losers stop at their next candidate once the key is made; each sample is followed by
+//! a quiet pause, so that nothing of one sample runs into the next or escapes the CPU count.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use cloudsql::core::RsaKey;
 
-/// Long enough for a raced generation's losers to finish before the next sample.
+/// Long enough for a race's losers to stop before the next sample.
 const QUIET: Duration = Duration::from_millis(400);
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -92,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         cpu: Duration::ZERO,
     };
     let mut raced = Variant {
-        label: "RsaKey::generate (first of N wins)",
+        label: "RsaKey::generate (crypto-primes, N racers)",
         samples: Vec::with_capacity(rounds),
         cpu: Duration::ZERO,
     };
@@ -128,7 +129,8 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "RSA-2048 key generation, {rounds} rounds interleaved in random order, {cores} cores, CLOUDSQL_RSA_KEYGEN_THREADS={}",
-        std::env::var("CLOUDSQL_RSA_KEYGEN_THREADS").unwrap_or_else(|_| "unset (cores - 1)".into())
+        std::env::var("CLOUDSQL_RSA_KEYGEN_THREADS")
+            .unwrap_or_else(|_| "unset (2 on 2 cores, cores - 1 beyond)".into())
     );
     let mut medians = Vec::new();
     for v in [&mut single, &mut raced] {
@@ -158,7 +160,7 @@ fn main() -> anyhow::Result<()> {
             let mut raced = bootstrap_min(&single_thread_cpu, racers, 10_000);
             let (m, p) = (percentile(&mut raced, 0.5), percentile(&mut raced, 0.9));
             println!(
-                "  first of {racers}, each on an idle core (bootstrap estimate)  median {m:>9.2?}  p90 {p:>9.2?}  vs one: median {:.2}x  p90 {:.2}x",
+                "  first of {racers} aws-lc generations, each on an idle core (bootstrap)  median {m:>9.2?}  p90 {p:>9.2?}  vs one: median {:.2}x  p90 {:.2}x",
                 ratio(m, m1),
                 ratio(p, p1)
             );
@@ -166,7 +168,7 @@ fn main() -> anyhow::Result<()> {
     }
     let ((sm, sp, sa, sc), (rm, rp, ra, rc)) = (medians[0], medians[1]);
     println!(
-        "raced / single: median {:.2}x  p90 {:.2}x  mean {:.2}x  CPU {:.2}x",
+        "ours / aws-lc: median {:.2}x  p90 {:.2}x  mean {:.2}x  CPU {:.2}x",
         ratio(rm, sm),
         ratio(rp, sp),
         ratio(ra, sa),

@@ -111,14 +111,15 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
-    /// Generates a fresh RSA-2048 key (e = 65537). It races a generation on each of 2 cores, or
-    /// on each core but one with more (at most four; `CLOUDSQL_RSA_KEYGEN_THREADS` sets the
-    /// number, up to the cores), and keeps the first. Blocks for tens of milliseconds: in async
-    /// code, call it from [`tokio::task::spawn_blocking`].
+    /// Generates a fresh RSA-2048 key (e = 65537) from two primes drawn from the operating
+    /// system's random source and tested by Baillie-PSW and FIPS 186-5's Miller-Rabin rounds. It
+    /// races a prime search on each of 2 cores, or on each core but one with more (at most four;
+    /// `CLOUDSQL_RSA_KEYGEN_THREADS` sets the number, up to the cores); the first two primes make
+    /// the key and the other searches stop. Blocks for tens of milliseconds: in async code, call
+    /// it from [`tokio::task::spawn_blocking`].
     ///
-    /// aws-lc seeds its random generator on its first use in a process, from CPU jitter unless
-    /// it was built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (then from the operating system);
-    /// the jitter seed adds tens of milliseconds to the first key of a process
+    /// The first race in a process also seeds aws-lc's random generator (which TLS needs) on one
+    /// of its threads before that thread joins; the key itself never waits for that seed
     /// (`docs/performance.md`, "Seeding aws-lc's random generator").
     ///
     /// ```
