@@ -5,9 +5,10 @@
 //! Generation starts when the first connector is built, on threads of its own, so it overlaps
 //! everything else a cold start does; it is raced on 2 cores, or on all cores but one with more
 //! (the first two primes found make the key; see [`race`]). Its primes come from the operating
-//! system's random source ([`primes`]); aws-lc checks the key and signs with it.
+//! system's random source ([`primes`]); aws-lc checks the key ([`pkcs1`]) and signs with it.
 //! `docs/performance.md` has the measurements behind this.
 
+mod pkcs1;
 mod primes;
 mod process;
 mod race;
@@ -22,7 +23,6 @@ use aws_lc_rs::signature::KeyPair as _;
 use crypto_bigint::BoxedUint;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use rsa::pkcs8::EncodePrivateKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub(crate) use process::process_key;
@@ -39,22 +39,17 @@ pub(crate) struct ClientKey {
 }
 
 impl ClientKey {
-    /// The RSA key (e = 65537) of two primes from [`primes::random_prime`]. RustCrypto's `rsa`
-    /// derives the private exponent and the CRT values and encodes the key as PKCS#8; aws-lc
-    /// then parses it as it would any key it is given, checking that its parts agree
-    /// (`RSA_check_key`), and is what signs with it.
-    fn from_primes(p: BoxedUint, q: BoxedUint) -> Result<Self, Error> {
+    /// The RSA key (e = 65537) of two primes from [`primes::random_prime`], derived and
+    /// encoded as PKCS#1 by [`pkcs1`]; aws-lc then parses it as it would any key it is given,
+    /// checking that its parts agree (`RSA_check_key`), and is what signs with it.
+    fn from_primes(p: &BoxedUint, q: &BoxedUint) -> Result<Self, Error> {
         let failed =
-            |what: &str| Error::config(format!("could not generate the connector's RSA key: {what}"));
-        let key = rsa::PrivateKey::from_primes(vec![p, q], BoxedUint::from(65_537u32))
-            .map_err(|e| failed(&format!("its primes were refused ({e})")))?;
-        let pkcs8 = key
-            .to_pkcs8_der()
-            .map_err(|e| failed(&format!("it could not be encoded ({e})")))?;
-        let pair =
-            KeyPair::from_pkcs8(pkcs8.as_bytes()).map_err(|e| failed(&format!("aws-lc refused it ({e})")))?;
+            |what: String| Error::config(format!("could not generate the connector's RSA key: {what}"));
+        let der =
+            pkcs1::private_key_der(p, q).map_err(|e| failed(format!("its primes were refused ({e})")))?;
+        let pair = KeyPair::from_der(&der).map_err(|e| failed(format!("aws-lc refused it ({e})")))?;
         if pair.public_modulus_len() * 8 != MIN_RSA_KEY_BITS {
-            return Err(failed("its modulus is not 2048 bits"));
+            return Err(failed("its modulus is not 2048 bits".to_owned()));
         }
         Self::from_pair(&pair)
     }

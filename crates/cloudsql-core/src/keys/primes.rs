@@ -2,7 +2,7 @@
 //! a search that can be stopped between any two candidates.
 //!
 //! An RSA-2048 key is two random 1024-bit primes. The search is the one RustCrypto's `rsa`
-//! makes, on `crypto-primes`' building blocks: a random odd start with its top two bits set (so
+//! crate makes, on `crypto-primes`' building blocks: a random odd start with its top two bits set (so
 //! the modulus has exactly 2048 bits), a sieve that skips multiples of small primes, and the
 //! Baillie-PSW test (Miller-Rabin to base 2 and a strong Lucas test, the 2021 variant) on what
 //! the sieve lets through. A prime that passes is then confirmed by the random-base Miller-Rabin

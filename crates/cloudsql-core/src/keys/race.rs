@@ -30,6 +30,7 @@ use tracing::debug;
 use zeroize::Zeroize;
 
 use super::ClientKey;
+use super::pkcs1::PUBLIC_EXPONENT;
 use super::primes::{self, Stopped};
 use crate::{Error, random};
 
@@ -62,9 +63,6 @@ fn width_for(cores: usize, wanted: Option<&str>) -> usize {
 /// last error.
 type Deliver = Box<dyn FnOnce(Result<ClientKey, Error>) + Send>;
 
-/// The key's public exponent, which both primes must allow (`p - 1` prime to it).
-const PUBLIC_EXPONENT: u32 = 65_537;
-
 struct Race {
     deliver: Mutex<Option<Deliver>>,
     /// Set once the outcome is delivered: racers stop at their next candidate.
@@ -86,8 +84,10 @@ impl Race {
         while !self.decided() {
             match primes::random_prime(primes::PRIME_BITS, &|| self.decided()) {
                 Ok(prime) => {
-                    if let Some((p, q)) = self.pair(prime) {
-                        self.offer(ClientKey::from_primes(p, q));
+                    if let Some((mut p, mut q)) = self.pair(prime) {
+                        self.offer(ClientKey::from_primes(&p, &q));
+                        p.zeroize();
+                        q.zeroize();
                     }
                 }
                 Err(Stopped::Cancelled) => return,
