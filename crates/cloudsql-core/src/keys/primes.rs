@@ -18,6 +18,7 @@
 
 use std::num::NonZeroU32;
 
+use crypto_bigint::rand_core::TryCryptoRng;
 use crypto_bigint::{BitOps, BoxedUint, NonZero, Odd, RandomBits, RandomMod, Resize};
 use crypto_primes::hazmat::{MillerRabin, SmallFactorsSieve, minimum_mr_iterations};
 use crypto_primes::{Flavor, is_prime};
@@ -41,15 +42,23 @@ pub(super) enum Stopped {
 }
 
 /// Searches for a random prime of exactly `bits` bits whose top two bits are set, asking
-/// `cancelled` before each candidate it tests.
+/// `cancelled` before each candidate it tests. Its randomness comes from the operating system.
 pub(super) fn random_prime(bits: u32, cancelled: &dyn Fn() -> bool) -> Result<BoxedUint, Stopped> {
+    random_prime_from(&mut SysRng, bits, cancelled)
+}
+
+/// [`random_prime`] drawing from `rng`.
+fn random_prime_from<R>(rng: &mut R, bits: u32, cancelled: &dyn Fn() -> bool) -> Result<BoxedUint, Stopped>
+where
+    R: TryCryptoRng + ?Sized,
+{
     let width = NonZeroU32::new(bits)
         .filter(|bits| bits.get() >= 16)
         .ok_or_else(|| failed(format!("a {bits}-bit prime is not a key's prime")))?;
     let rounds = minimum_mr_iterations(bits, LOG2_ERROR_BOUND)
         .ok_or_else(|| failed(format!("no Miller-Rabin round count for {bits}-bit primes")))?;
     loop {
-        let mut start = BoxedUint::try_random_bits(&mut SysRng, bits).map_err(|e| {
+        let mut start = BoxedUint::try_random_bits(rng, bits).map_err(|e| {
             failed(format!(
                 "the operating system's random source failed ({e:?}) while generating the \
                  connector's RSA key"
@@ -65,7 +74,7 @@ pub(super) fn random_prime(bits: u32, cancelled: &dyn Fn() -> bool) -> Result<Bo
             if cancelled() {
                 return Err(Stopped::Cancelled);
             }
-            if is_prime(Flavor::Any, &candidate) && confirmed(&candidate, rounds)? {
+            if is_prime(Flavor::Any, &candidate) && confirmed(rng, &candidate, rounds)? {
                 return Ok(candidate);
             }
         }
@@ -73,7 +82,11 @@ pub(super) fn random_prime(bits: u32, cancelled: &dyn Fn() -> bool) -> Result<Bo
 }
 
 /// Runs `rounds` Miller-Rabin tests with bases drawn uniformly from `[2, candidate - 2]`.
-fn confirmed(candidate: &BoxedUint, rounds: usize) -> Result<bool, Stopped> {
+fn confirmed<R: TryCryptoRng + ?Sized>(
+    rng: &mut R,
+    candidate: &BoxedUint,
+    rounds: usize,
+) -> Result<bool, Stopped> {
     let odd = Odd::new(candidate.clone())
         .into_option()
         .ok_or_else(|| failed("an even number passed the primality test".to_owned()))?;
@@ -84,7 +97,7 @@ fn confirmed(candidate: &BoxedUint, rounds: usize) -> Result<bool, Stopped> {
         .ok_or_else(|| failed("a prime of three passed for a key's prime".to_owned()))?;
     let two = BoxedUint::from(2u32).resize(candidate.bits_precision());
     for _ in 0..rounds {
-        let base = BoxedUint::try_random_mod_vartime(&mut SysRng, &range)
+        let base = BoxedUint::try_random_mod_vartime(rng, &range)
             .map_err(|e| {
                 failed(format!(
                     "the operating system's random source failed ({e:?}) while checking a prime"
@@ -136,10 +149,61 @@ mod tests {
         let n = BoxedUint::from(2047u32);
         let odd = Odd::new(n.clone()).unwrap();
         assert!(!MillerRabin::new(odd).test_base_two().is_composite());
-        assert!(!confirmed(&n, 40).unwrap());
+        assert!(!confirmed(&mut SysRng, &n, 40).unwrap());
         // And a real prime of a key's size passes them.
         let p = random_prime(PRIME_BITS, &|| false).unwrap();
-        assert!(confirmed(&p, minimum_mr_iterations(PRIME_BITS, LOG2_ERROR_BOUND).unwrap()).unwrap());
+        let rounds = minimum_mr_iterations(PRIME_BITS, LOG2_ERROR_BOUND).unwrap();
+        assert!(confirmed(&mut SysRng, &p, rounds).unwrap());
+    }
+
+    /// A random source that works for `left` draws, then fails as a broken `getrandom` would.
+    struct FailingRandom {
+        left: usize,
+    }
+
+    impl crypto_bigint::rand_core::TryRng for FailingRandom {
+        type Error = getrandom::Error;
+
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            let mut bytes = [0; 4];
+            self.try_fill_bytes(&mut bytes)?;
+            Ok(u32::from_le_bytes(bytes))
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            let mut bytes = [0; 8];
+            self.try_fill_bytes(&mut bytes)?;
+            Ok(u64::from_le_bytes(bytes))
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            if self.left == 0 {
+                return Err(getrandom::Error::UNSUPPORTED);
+            }
+            self.left -= 1;
+            getrandom::fill(dst)
+        }
+    }
+
+    impl TryCryptoRng for FailingRandom {}
+
+    #[test]
+    fn a_failing_random_source_fails_the_search_saying_so() {
+        // At the first draw, and after some (in the confirming rounds or a later start).
+        for left in [0, 1, 3, 20] {
+            let outcome = random_prime_from(&mut FailingRandom { left }, PRIME_BITS, &|| false);
+            match outcome {
+                Err(Stopped::Failed(error)) => {
+                    assert_eq!(error.kind(), crate::ErrorKind::Config);
+                    let text = error.to_string();
+                    assert!(text.contains("random source failed"), "{text}");
+                    assert!(text.contains("RSA key") || text.contains("prime"), "{text}");
+                }
+                // Enough draws can find a prime before the source breaks.
+                Ok(prime) if left > 0 => assert_eq!(prime.bit_width(), PRIME_BITS),
+                other => panic!("{left} draws: {other:?}"),
+            }
+        }
     }
 
     #[test]
