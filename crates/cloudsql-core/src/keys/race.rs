@@ -111,6 +111,12 @@ impl Race {
             return None;
         }
         let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock that `offer` takes after deciding: a prime found as the race
+        // was won is wiped here, never left behind.
+        if self.decided() {
+            prime.zeroize();
+            return None;
+        }
         match found.take() {
             None => {
                 *found = Some(prime);
@@ -132,18 +138,22 @@ impl Race {
         }
     }
 
+    /// Ends the race: racers stop at their next candidate, and a prime found but not paired is
+    /// wiped (after the flag is set, so that `pair` wipes any prime that comes later).
+    fn decide(&self) {
+        self.decided.store(true, Ordering::Release);
+        if let Some(mut unpaired) = self.found.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            unpaired.zeroize();
+        }
+    }
+
     /// Hands a key to the caller if the race is still open; a late key is dropped.
     fn offer(&self, outcome: Result<ClientKey, Error>) {
         let mut deliver = self.deliver.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(key) => {
                 if let Some(deliver) = deliver.take() {
-                    self.decided.store(true, Ordering::Release);
-                    if let Some(mut unpaired) =
-                        self.found.lock().unwrap_or_else(PoisonError::into_inner).take()
-                    {
-                        unpaired.zeroize();
-                    }
+                    self.decide();
                     let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0;
                     debug!(racers = self.width, elapsed_ms, "RSA key generated");
                     deliver(Ok(key));
@@ -154,7 +164,7 @@ impl Race {
                 if self.failed.fetch_add(1, Ordering::AcqRel) + 1 == self.width
                     && let Some(deliver) = deliver.take()
                 {
-                    self.decided.store(true, Ordering::Release);
+                    self.decide();
                     deliver(Err(error));
                 }
             }
@@ -315,7 +325,14 @@ mod tests {
     }
 
     #[test]
-    fn every_racer_ends_once_the_key_is_made() {
+    fn every_racer_ends_once_the_key_is_made_and_no_prime_is_left_behind() {
+        // Several races: a racer that finds a prime just as the race is won is the case to catch.
+        for _ in 0..8 {
+            one_race_of_three();
+        }
+    }
+
+    fn one_race_of_three() {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let race = Arc::new(open_race(
             3,
