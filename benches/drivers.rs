@@ -28,6 +28,9 @@
 //! number of connections. The connector's and the floors' relays run in the child: they are the
 //! client's side.
 //!
+//! `DRIVERS_PROFILE_DIR=/tmp/prof` runs each resource child under `perf record -e cpu-clock -g`,
+//! one file per line and round in that directory (`perf report -i …`).
+//!
 //! ```sh
 //! cargo bench --bench drivers                  # 150 warm rounds, 12 bulk rounds, 5 resource rounds of 30
 //! DRIVERS_ROUNDS=300 DRIVERS_BULK_ROUNDS=20 DRIVERS_RESOURCE_ROUNDS=7 DRIVERS_RESOURCE_CONNS=50 cargo bench --bench drivers
@@ -550,7 +553,24 @@ async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Resul
 /// Runs a resource child for `path`: RSS (KiB) and CPU (µs) per connection, and CPU per MB of
 /// bulk read (ms; NaN for the pools, whose bulk reads are tokio-postgres').
 async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f64, f64, f64)> {
-    let output = tokio::process::Command::new(std::env::current_exe()?)
+    let exe = std::env::current_exe()?;
+    // DRIVERS_PROFILE_DIR: each child runs under `perf record` (software clock, call graphs),
+    // one file per line and run, to see where a line's CPU per connection goes.
+    let mut command = match std::env::var_os("DRIVERS_PROFILE_DIR") {
+        Some(dir) => {
+            static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let file = PathBuf::from(dir).join(format!("{path:?}-{run}.data").replace(' ', "_"));
+            let mut perf = tokio::process::Command::new("perf");
+            perf.args(["record", "-q", "-e", "cpu-clock", "-g", "-o"])
+                .arg(file)
+                .arg("--")
+                .arg(&exe);
+            perf
+        }
+        None => tokio::process::Command::new(&exe),
+    };
+    let output = command
         .env("DRIVERS_CHILD_TARGET", target)
         .env("DRIVERS_CHILD_PATH", path.index().to_string())
         .env("DRIVERS_CHILD_CONNS", conns.to_string())
