@@ -285,17 +285,23 @@ mod tests {
         // The system's roots come from these variables when they are set (rustls-native-certs):
         // an empty directory and a missing file leave none.
         let empty = tempfile::tempdir().unwrap();
-        let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "http::client::tests::child_finds_no_usable_trust_store",
-                "--nocapture",
-            ])
+        let mut command = test_child("child_finds_no_usable_trust_store");
+        command
             .env(NO_ROOTS_CHILD, "1")
             .env("SSL_CERT_DIR", empty.path())
-            .env("SSL_CERT_FILE", empty.path().join("none.pem"))
-            .output()
-            .unwrap();
+            .env("SSL_CERT_FILE", empty.path().join("none.pem"));
+        assert_succeeds(command);
+    }
+
+    /// This test binary, set to run only the test `name` of this module.
+    fn test_child(name: &str) -> Command {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.args(["--exact", &format!("http::client::tests::{name}"), "--nocapture"]);
+        command
+    }
+
+    fn assert_succeeds(mut command: Command) {
+        let output = command.output().unwrap();
         assert!(
             output.status.success(),
             "child failed: {}{}",
@@ -340,23 +346,12 @@ mod tests {
     /// Runs [`child_sends_one_request`] in a process of its own with `env` as its only proxy
     /// settings (a test must not change its own process's environment: other tests run beside it).
     fn run_child(url: String, env: Vec<(&'static str, String)>) {
-        let mut command = Command::new(std::env::current_exe().unwrap());
-        command.args([
-            "--exact",
-            "http::client::tests::child_sends_one_request",
-            "--nocapture",
-        ]);
+        let mut command = test_child("child_sends_one_request");
         for name in PROXY_VARIABLES {
             command.env_remove(name);
         }
         command.env_remove("REQUEST_METHOD").env(CHILD_URL, url).envs(env);
-        let output = command.output().unwrap();
-        assert!(
-            output.status.success(),
-            "child failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert_succeeds(command);
     }
 
     /// Only does something as the child of the environment tests below: gets `CHILD_URL` with the
