@@ -10,6 +10,7 @@
 //! ends them; only [`LocalSocket::shutdown`] cuts them.
 
 mod addr;
+mod bidirectional;
 mod dialer;
 mod refusal;
 mod registry;

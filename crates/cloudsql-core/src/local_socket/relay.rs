@@ -10,16 +10,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, Span, debug, warn};
 
+use super::bidirectional;
 use super::dialer::InstanceDialer;
 use super::registry::SocketState;
 use crate::telemetry;
 use crate::{DialOptions, Error};
 
-/// Relay buffer size each way: one full TLS record of plaintext (16 KiB), twice tokio's 8 KiB
-/// default. Measured against 8 and 64 KiB (benches/drivers.rs, client-side CPU per MB of bulk
-/// read and RSS per connection): 64 KiB used no less CPU per MB and kept about 2 KiB more per
-/// connection resident (and up to 128 KiB once a bulk read has filled both buffers).
-const RELAY_BUFFER: usize = 16 * 1024;
+/// The buffer for the client's bytes (queries, `COPY FROM` data): one full TLS record of
+/// plaintext (16 KiB), so each write to the instance fills a record.
+const CLIENT_BUFFER: usize = 16 * 1024;
+/// The buffer for the instance's bytes. The relay gathers every TLS record already received
+/// (up to this much) before it writes to the client, so that a bulk read costs the client one
+/// write and one wake-up per burst instead of one per record (a third of the Unix-socket writes
+/// in `cargo bench --bench local_socket`; the instance's proxy sends 8 KiB records). Each
+/// buffer is allocated on the first byte of its direction, so an idle connection holds neither.
+const SERVER_BUFFER: usize = 64 * 1024;
 
 pub(super) enum Listener {
     Tcp(TcpListener),
@@ -118,7 +123,7 @@ async fn relay_stream<S>(
             let _ = client.shutdown().await;
             let _ = server.shutdown().await;
         }
-        result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, RELAY_BUFFER, RELAY_BUFFER) => {
+        result = bidirectional::relay(&mut client, &mut server, CLIENT_BUFFER, SERVER_BUFFER) => {
             match result {
                 Ok((sent, received)) => {
                     Span::current().record("bytes_sent", sent).record("bytes_received", received);
