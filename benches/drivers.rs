@@ -29,7 +29,9 @@
 //! client's side.
 //!
 //! `DRIVERS_PROFILE_DIR=/tmp/prof` runs each resource child under `perf record -e cpu-clock -g`,
-//! one file per line and round in that directory (`perf report -i …`).
+//! one file per line and round in that directory (`perf report -i …`). perf starts disabled and
+//! the child switches it on only for its measured window (opening the connections), through
+//! perf's control FIFO, so that its setup (keys, certificates, warm-up) stays out of the profile.
 //!
 //! ```sh
 //! cargo bench --bench drivers                  # 150 warm rounds, 12 bulk rounds, 5 resource rounds of 30
@@ -49,8 +51,11 @@ use sqlx::ConnectOptions;
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
+#[path = "support/cpu.rs"]
+mod cpu;
 #[path = "support/floor.rs"]
 mod floor;
+use cpu::cpu_ns;
 #[path = "support/order.rs"]
 mod order;
 use floor::{Floor, FloorRelay, FloorTarget};
@@ -484,22 +489,6 @@ fn rss_kib() -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))
 }
 
-/// CPU time of all this process's threads, in nanoseconds (each thread's `schedstat`).
-fn cpu_ns() -> anyhow::Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir("/proc/self/task")? {
-        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
-            continue; // The thread ended meanwhile.
-        };
-        total += stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| anyhow::anyhow!("unreadable schedstat: {stat}"))?;
-    }
-    Ok(total)
-}
-
 /// Bulk reads a resource child times for its CPU per MB.
 const BULK_CPU_READS: usize = 4;
 
@@ -520,11 +509,14 @@ async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Resul
     for _ in 0..3 {
         setup.first_row(path).await?;
     }
+    let profile = ProfileWindow::from_env()?;
     let (rss, cpu) = (rss_kib()?, cpu_ns()?);
+    profile.switch("enable")?;
     let mut held = Vec::with_capacity(conns);
     for _ in 0..conns {
         held.push(setup.opened(path).await?);
     }
+    profile.switch("disable")?;
     let (rss_after, cpu_after) = (rss_kib()?, cpu_ns()?);
     // Bulk reads on one of them: the client side's CPU per MB.
     let mut bulk_ns_per_mb = f64::NAN;
@@ -550,6 +542,56 @@ async fn resource_child(target: &str, path: &str, conns: usize) -> anyhow::Resul
     Ok(())
 }
 
+/// Where a profiled resource child finds perf's control and acknowledgement FIFOs.
+const PROFILE_CTL: &str = "DRIVERS_PROFILE_CTL";
+const PROFILE_ACK: &str = "DRIVERS_PROFILE_ACK";
+
+/// perf's control FIFOs, when the child runs under `perf record -D -1 --control`: the child
+/// switches the profile on and off around its measured window.
+struct ProfileWindow(Option<(PathBuf, PathBuf)>);
+
+impl ProfileWindow {
+    fn from_env() -> anyhow::Result<Self> {
+        Ok(Self(
+            std::env::var_os(PROFILE_CTL)
+                .zip(std::env::var_os(PROFILE_ACK))
+                .map(|(c, a)| (c.into(), a.into())),
+        ))
+    }
+
+    /// Makes a fresh pair of FIFOs for run `run` in `dir`.
+    fn fifos(dir: &std::path::Path, run: usize) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (ctl, ack) = (
+            dir.join(format!("ctl-{run}.fifo")),
+            dir.join(format!("ack-{run}.fifo")),
+        );
+        for fifo in [&ctl, &ack] {
+            let _ = std::fs::remove_file(fifo);
+            let status = std::process::Command::new("mkfifo").arg(fifo).status()?;
+            anyhow::ensure!(status.success(), "mkfifo {} failed: {status}", fifo.display());
+        }
+        Ok((ctl, ack))
+    }
+
+    /// Sends perf `command` (`enable`, `disable`) and waits for its acknowledgement.
+    fn switch(&self, command: &str) -> anyhow::Result<()> {
+        use std::io::{BufRead, Write};
+        let Some((ctl, ack)) = &self.0 else { return Ok(()) };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(ctl)?
+            .write_all(format!("{command}\n").as_bytes())?;
+        let mut line = String::new();
+        std::io::BufReader::new(std::fs::File::open(ack)?).read_line(&mut line)?;
+        anyhow::ensure!(
+            line.trim() == "ack",
+            "perf answered `{}` to `{command}`",
+            line.trim()
+        );
+        Ok(())
+    }
+}
+
 /// Runs a resource child for `path`: RSS (KiB) and CPU (µs) per connection, and CPU per MB of
 /// bulk read (ms; NaN for the pools, whose bulk reads are tokio-postgres').
 async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f64, f64, f64)> {
@@ -560,12 +602,17 @@ async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f6
         Some(dir) => {
             static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let file = PathBuf::from(dir).join(format!("{path:?}-{run}.data").replace(' ', "_"));
+            let file = PathBuf::from(&dir).join(format!("{path:?}-{run}.data").replace(' ', "_"));
+            let (ctl, ack) = ProfileWindow::fifos(&PathBuf::from(&dir), run)?;
             let mut perf = tokio::process::Command::new("perf");
-            perf.args(["record", "-q", "-e", "cpu-clock", "-g", "-o"])
+            perf.args(["record", "-q", "-e", "cpu-clock", "-g", "-D", "-1", "--control"])
+                .arg(format!("fifo:{},{}", ctl.display(), ack.display()))
+                .arg("-o")
                 .arg(file)
                 .arg("--")
-                .arg(&exe);
+                .arg(&exe)
+                .env(PROFILE_CTL, ctl)
+                .env(PROFILE_ACK, ack);
             perf
         }
         None => tokio::process::Command::new(&exe),
