@@ -598,12 +598,14 @@ async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f6
     let exe = std::env::current_exe()?;
     // DRIVERS_PROFILE_DIR: each child runs under `perf record` (software clock, call graphs),
     // one file per line and run, to see where a line's CPU per connection goes.
+    let mut fifos = Vec::new();
     let mut command = match std::env::var_os("DRIVERS_PROFILE_DIR") {
         Some(dir) => {
             static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let file = PathBuf::from(&dir).join(format!("{path:?}-{run}.data").replace(' ', "_"));
             let (ctl, ack) = ProfileWindow::fifos(&PathBuf::from(&dir), run)?;
+            fifos.extend([ctl.clone(), ack.clone()]);
             let mut perf = tokio::process::Command::new("perf");
             perf.args(["record", "-q", "-e", "cpu-clock", "-g", "-D", "-1", "--control"])
                 .arg(format!("fifo:{},{}", ctl.display(), ack.display()))
@@ -624,7 +626,11 @@ async fn resources(target: &str, path: Path, conns: usize) -> anyhow::Result<(f6
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
-        .await?;
+        .await;
+    for fifo in fifos {
+        let _ = std::fs::remove_file(fifo);
+    }
+    let output = output?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),
