@@ -64,6 +64,8 @@ struct Direction {
     written: usize,
     capacity: usize,
     read_done: bool,
+    /// A read error that came after bytes still to be written: it is returned once they are.
+    read_error: Option<io::Error>,
     need_flush: bool,
     amt: u64,
     state: State,
@@ -76,6 +78,7 @@ impl Direction {
             written: 0,
             capacity: capacity.max(1),
             read_done: false,
+            read_error: None,
             need_flush: false,
             amt: 0,
             state: State::Copying,
@@ -119,6 +122,12 @@ impl Direction {
                 match poll_read_buf(Pin::new(&mut *reader), cx, &mut self.buf) {
                     Poll::Ready(Ok(0)) => self.read_done = true,
                     Poll::Ready(Ok(_)) => {}
+                    // What came before the error still goes out first: a server's last words
+                    // (a login refusal, say) before it drops the connection.
+                    Poll::Ready(Err(e)) if self.buf.len() > self.written => {
+                        self.read_error = Some(e);
+                        break;
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {
                         pending = true;
@@ -136,6 +145,11 @@ impl Direction {
                 self.need_flush = true;
             }
             self.written = 0;
+            if let Some(e) = self.read_error.take() {
+                self.buf = BytesMut::new();
+                let _ = Pin::new(&mut *writer).poll_flush(cx);
+                return Poll::Ready(Err(e));
+            }
             if self.read_done {
                 self.buf = BytesMut::new();
                 ready!(Pin::new(&mut *writer).poll_flush(cx))?;
@@ -214,35 +228,25 @@ mod tests {
         let up: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         let down: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
         let (up2, down2) = (up.clone(), down.clone());
-        let client_side = tokio::spawn(async move {
-            let mut received = Vec::new();
-            let (mut read, mut write) = tokio::io::split(client);
-            let writer = async {
-                write.write_all(&up2).await?;
-                write.shutdown().await
-            };
-            let reader = read.read_to_end(&mut received);
-            let (w, r) = tokio::join!(writer, reader);
-            w?;
-            r?;
-            io::Result::Ok(received)
-        });
-        let server_side = tokio::spawn(async move {
-            let mut received = Vec::new();
-            let (mut read, mut write) = tokio::io::split(server);
-            let writer = async {
-                write.write_all(&down2).await?;
-                write.shutdown().await
-            };
-            let reader = read.read_to_end(&mut received);
-            let (w, r) = tokio::join!(writer, reader);
-            w?;
-            r?;
-            io::Result::Ok(received)
-        });
+        let client_side = tokio::spawn(exchange(client, up2));
+        let server_side = tokio::spawn(exchange(server, down2));
         assert_eq!(client_side.await.unwrap().unwrap(), down);
         assert_eq!(server_side.await.unwrap().unwrap(), up);
         assert_eq!(task.await.unwrap().unwrap(), (up.len() as u64, down.len() as u64));
+    }
+
+    /// Sends `data` and ends the stream, while reading everything the other side sends.
+    async fn exchange(stream: tokio::io::DuplexStream, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        let (mut read, mut write) = tokio::io::split(stream);
+        let mut received = Vec::new();
+        let writer = async {
+            write.write_all(&data).await?;
+            write.shutdown().await
+        };
+        let (w, r) = tokio::join!(writer, read.read_to_end(&mut received));
+        w?;
+        r?;
+        Ok(received)
     }
 
     #[tokio::test]
@@ -297,6 +301,60 @@ mod tests {
         if let Ok(counts) = ended {
             assert_eq!(counts, (0, 0));
         }
+    }
+
+    /// A server that sends `data`, then fails with `error`; it accepts every write.
+    struct FailingServer {
+        data: Option<Vec<u8>>,
+        error: io::ErrorKind,
+    }
+
+    impl AsyncRead for FailingServer {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.data.take() {
+                Some(data) => {
+                    buf.put_slice(&data);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Ready(Err(self.error.into())),
+            }
+        }
+    }
+
+    impl AsyncWrite for FailingServer {
+        fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_server_sent_before_failing_reaches_the_client() {
+        let (mut client, mut client_far) = duplex(4096);
+        let mut server = FailingServer {
+            data: Some(b"ERR 1045 access denied".to_vec()),
+            error: io::ErrorKind::ConnectionReset,
+        };
+        let ended = relay(&mut client_far, &mut server, 1024, 4096).await;
+        assert_eq!(
+            ended.expect_err("the server's error was lost").kind(),
+            io::ErrorKind::ConnectionReset
+        );
+        drop(client_far);
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        assert_eq!(received, b"ERR 1045 access denied");
     }
 
     #[tokio::test]
