@@ -44,7 +44,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudsql::core::{Connector, Credentials, DialOptions};
+use cloudsql::core::{Connector, Credentials, DialOptions, RsaKey};
 use cloudsql_emulator::{CaMode, Emulator, InstanceConfig};
 use mysql_async::prelude::Queryable;
 use sqlx::ConnectOptions;
@@ -427,7 +427,12 @@ async fn instances(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result
 
 /// Everything every line needs; the pools can hold `pool_size` connections.
 async fn setup(target: &Target, dir: &std::path::Path, pool_size: usize) -> anyhow::Result<Setup> {
+    // The connector's key is made here, before anything is measured. Built without one, the
+    // connector races its generation on two threads of its own, which a floor line never waits
+    // for: in a resource child that work could still be running when the floor's window opens.
+    let key = tokio::task::spawn_blocking(RsaKey::generate).await??;
     let connector = Connector::builder()
+        .rsa_key(key)
         .credentials(Credentials::from_file(&target.key_file)?)
         .admin_api_endpoint(target.admin_api_url.clone())
         .build()?;
@@ -801,11 +806,13 @@ async fn main() -> anyhow::Result<()> {
         );
         for path in Path::ALL {
             let s = &samples[path.index()];
+            // The spread (max − min over the median) says how far one round can be trusted.
             println!(
-                "  {:<46} median {:>7.1}  (n={}){}",
+                "  {:<46} median {:>7.1}  (n={}, spread {:.0}%){}",
                 path.label(),
                 percentile(s, 0.5),
                 s.len(),
+                (percentile(s, 1.0) - percentile(s, 0.0)) / percentile(s, 0.5) * 100.0,
                 ratios(path, |p| percentile(&samples[p.index()], 0.5))
             );
         }
