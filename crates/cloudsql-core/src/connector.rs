@@ -236,8 +236,16 @@ impl Connector {
         let host = target.host.as_deref().unwrap_or(metadata_host);
         let hook = cache.rejection_hook(&info, format!("{host}:{}", crate::SERVER_PROXY_PORT));
         let dial_fn = self.inner.dial_fn.as_ref();
-        let mut stream = dial::dial(&info, host, target.server_name, dial_fn, Some(hook), stage)
-            .await
+        let mut stream = dial::dial(
+            &info,
+            host,
+            target.server_name,
+            dial_fn,
+            Some(hook),
+            stage,
+            options.read_ahead,
+        )
+        .await
             .inspect_err(|e| {
                 debug!(instance = %name, ip_type = ?ip_type, error = e as &dyn std::error::Error, "dial failed; refreshing in the background");
                 cache.force_refresh(ForceReason::ConnectFailed);
@@ -304,8 +312,16 @@ impl Connector {
         let host = info.address(ip_type)?;
         let hook = cache.rejection_hook(info, format!("{host}:{}", crate::SERVER_PROXY_PORT));
         let stage = StageCell::new(ConnectStage::Dialing);
-        let mut stream =
-            dial::dial(info, host, None, self.inner.dial_fn.as_ref(), Some(hook), &stage).await?;
+        let mut stream = dial::dial(
+            info,
+            host,
+            None,
+            self.inner.dial_fn.as_ref(),
+            Some(hook),
+            &stage,
+            options.read_ahead,
+        )
+        .await?;
         if let Some(protocol) = options.metadata_exchange.filter(|_| info.mdx_supported) {
             mdx::exchange(&mut stream, &self.inner.user_agent, protocol)
                 .await

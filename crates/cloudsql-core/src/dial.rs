@@ -13,6 +13,7 @@ use tracing::debug;
 
 use crate::conn_info::ConnInfo;
 use crate::error::ConnectStage;
+use crate::read_ahead::{READ_AHEAD, ReadAhead};
 use crate::refresh::RejectionHook;
 use crate::stream::{AsyncStream, BoxedStream, CloudSqlStream, Transport};
 use crate::tls::{is_certificate_rejection, rejection_source};
@@ -48,7 +49,7 @@ impl fmt::Debug for DialFn {
 /// message. A server that refuses the client certificate during the handshake fires `rejection`
 /// (the returned stream fires it if the refusal comes later, on a read). `server_name`, when
 /// given (a custom DNS name), is the name the server certificate must carry in place of the
-/// instance's own DNS names.
+/// instance's own DNS names. `read_ahead` reads TCP in bursts (the local socket's relay).
 pub(crate) async fn dial(
     info: &ConnInfo,
     host: &str,
@@ -56,6 +57,7 @@ pub(crate) async fn dial(
     dial_fn: Option<&DialFn>,
     rejection: Option<RejectionHook>,
     stage: &crate::connector::StageCell,
+    read_ahead: bool,
 ) -> Result<CloudSqlStream, Error> {
     stage.set(ConnectStage::Dialing);
     let instance = info.name.to_string();
@@ -76,7 +78,11 @@ pub(crate) async fn dial(
                 .await
                 .map_err(dial_err)?;
             tcp.set_nodelay(true).map_err(dial_err)?;
-            Transport::Tcp(tcp)
+            if read_ahead {
+                Transport::TcpReadAhead(ReadAhead::new(tcp, READ_AHEAD))
+            } else {
+                Transport::Tcp(tcp)
+            }
         }
     };
     debug!(%instance, %address, "TCP connected; starting TLS 1.3 handshake");

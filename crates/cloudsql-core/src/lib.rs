@@ -26,7 +26,9 @@ mod mdx;
 pub mod metadata_exchange;
 mod options;
 mod random;
+mod read_ahead;
 mod refresh;
+mod spare_buffers;
 #[cfg(feature = "sql-data")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql-data")))]
 pub mod sql_data;

@@ -84,6 +84,9 @@ pub struct DialOptions {
     /// Set by local sockets, and by driver crates through
     /// [`DriverDial::metadata_exchange`](crate::driver::DriverDial::metadata_exchange).
     pub(crate) metadata_exchange: Option<ClientProtocol>,
+    /// Set by local sockets: their relay reads everything received before it writes, so the
+    /// TCP stream under TLS is read in bursts rather than a record per system call.
+    pub(crate) read_ahead: bool,
 }
 
 impl DialOptions {
@@ -119,6 +122,13 @@ impl DialOptions {
     #[must_use]
     pub(crate) fn metadata_exchange(mut self, protocol: ClientProtocol) -> Self {
         self.metadata_exchange = Some(protocol);
+        self
+    }
+
+    /// Read the TCP stream under TLS in bursts (local sockets set this for their relays).
+    #[must_use]
+    pub(crate) fn read_ahead(mut self) -> Self {
+        self.read_ahead = true;
         self
     }
 

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::failover::FailoverWatch;
+use crate::read_ahead::ReadAhead;
 use crate::refresh::RejectionHook;
 use crate::telemetry::ConnectionMeter;
 use crate::tls::{is_certificate_rejection, rejection_source};
@@ -25,6 +26,9 @@ pub type BoxedStream = Box<dyn AsyncStream>;
 /// The transport under TLS.
 pub(crate) enum Transport {
     Tcp(TcpStream),
+    /// TCP read in bursts of TLS records rather than one record per system call: for the local
+    /// socket's relay, which reads everything received before it writes (see [`ReadAhead`]).
+    TcpReadAhead(ReadAhead<TcpStream>),
     Custom(BoxedStream),
 }
 
@@ -32,6 +36,7 @@ macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
         match $self.get_mut() {
             Transport::Tcp($s) => $call,
+            Transport::TcpReadAhead($s) => $call,
             Transport::Custom($s) => $call,
         }
     };
@@ -67,6 +72,7 @@ impl AsyncWrite for Transport {
     fn is_write_vectored(&self) -> bool {
         match self {
             Transport::Tcp(s) => s.is_write_vectored(),
+            Transport::TcpReadAhead(s) => s.get_ref().is_write_vectored(),
             Transport::Custom(s) => s.is_write_vectored(),
         }
     }

@@ -18,6 +18,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
+use crate::spare_buffers;
+
 /// Copies both ways until each side has ended its stream (passed on as a write shutdown of the
 /// other side). Resolves to (bytes client → server, bytes server → client), or to the first
 /// error of either direction.
@@ -117,7 +119,7 @@ impl Direction {
             let mut pending = false;
             while !self.read_done && self.buf.len() < self.capacity {
                 if self.buf.capacity() == 0 {
-                    self.buf = BytesMut::with_capacity(self.capacity);
+                    self.buf = spare_buffers::take(self.capacity);
                 }
                 match poll_read_buf(Pin::new(&mut *reader), cx, &mut self.buf) {
                     Poll::Ready(Ok(0)) => self.read_done = true,
@@ -146,18 +148,18 @@ impl Direction {
             }
             self.written = 0;
             if let Some(e) = self.read_error.take() {
-                self.buf = BytesMut::new();
+                spare_buffers::give_back(&mut self.buf, self.capacity);
                 let _ = Pin::new(&mut *writer).poll_flush(cx);
                 return Poll::Ready(Err(e));
             }
             if self.read_done {
-                self.buf = BytesMut::new();
+                spare_buffers::give_back(&mut self.buf, self.capacity);
                 ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                 return Poll::Ready(Ok(()));
             }
             if pending {
                 // Idle until the reader wakes this task: give the buffer back.
-                self.buf = BytesMut::new();
+                spare_buffers::give_back(&mut self.buf, self.capacity);
                 if self.need_flush {
                     ready!(Pin::new(&mut *writer).poll_flush(cx))?;
                     self.need_flush = false;

@@ -279,7 +279,7 @@ impl<A: ListenAddr> LocalSocketBuilder<A> {
         entry.tasks.spawn(relay::accept_loop(
             listener,
             Arc::downgrade(&self.dialer),
-            self.options.clone().metadata_exchange(protocol),
+            self.options.clone().metadata_exchange(protocol).read_ahead(),
             state,
             entry.accept_stop.clone(),
             entry.tasks.clone(),
