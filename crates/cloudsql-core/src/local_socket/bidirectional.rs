@@ -5,9 +5,11 @@
 //! - **Bursts, not records.** Each direction reads everything already received (up to its
 //!   buffer) before it writes, so a bulk read reaches the client in one write, and one wake-up
 //!   of the driver, per burst rather than per TLS record. tokio's copy writes after every read.
-//! - **No idle buffers.** A buffer is allocated when its direction has bytes to move and freed
+//! - **No idle buffers.** A buffer is taken when its direction has bytes to move and given back
 //!   once they are written and the reader has nothing more, so an idle relayed connection holds
 //!   no relay buffer at all, and a connection that once ran a bulk read does not keep its peak.
+//!   Given-back buffers wait among a few spares per thread ([`spare_buffers`]), not in the
+//!   allocator, which would shrink and regrow its heap around them on every wake-up.
 
 use std::future::Future;
 use std::io;

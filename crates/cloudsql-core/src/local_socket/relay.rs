@@ -23,7 +23,8 @@ const CLIENT_BUFFER: usize = 16 * 1024;
 /// (up to this much) before it writes to the client, so that a bulk read costs the client one
 /// write and one wake-up per burst instead of one per record (a third of the Unix-socket writes
 /// in `cargo bench --bench local_socket`; the instance's proxy sends 8 KiB records). Each
-/// buffer is allocated on the first byte of its direction, so an idle connection holds neither.
+/// buffer is taken on the first byte of its direction and given back when it is idle, so an idle
+/// connection holds neither.
 const SERVER_BUFFER: usize = 64 * 1024;
 
 pub(super) enum Listener {
