@@ -246,10 +246,10 @@ impl Connector {
             options.read_ahead,
         )
         .await
-            .inspect_err(|e| {
-                debug!(instance = %name, ip_type = ?ip_type, error = e as &dyn std::error::Error, "dial failed; refreshing in the background");
-                cache.force_refresh(ForceReason::ConnectFailed);
-            })?;
+        .inspect_err(|e| {
+            debug!(instance = %name, ip_type = ?ip_type, error = e as &dyn std::error::Error, "dial failed; refreshing in the background");
+            cache.force_refresh(ForceReason::ConnectFailed);
+        })?;
         if let Some(protocol) = options.metadata_exchange.filter(|_| info.mdx_supported) {
             stage.set(ConnectStage::MetadataExchange);
             mdx::exchange(&mut stream, &self.inner.user_agent, protocol)

@@ -85,7 +85,8 @@ pub struct DialOptions {
     /// [`DriverDial::metadata_exchange`](crate::driver::DriverDial::metadata_exchange).
     pub(crate) metadata_exchange: Option<ClientProtocol>,
     /// Set by local sockets: their relay reads everything received before it writes, so the
-    /// TCP stream under TLS is read in bursts rather than a record per system call.
+    /// TCP stream under TLS is read in bursts rather than a record per system call (TCP dials
+    /// only: a custom dialer's stream is read as it is).
     pub(crate) read_ahead: bool,
 }
 

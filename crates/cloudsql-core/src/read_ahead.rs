@@ -1,9 +1,10 @@
 //! A read-ahead buffer under TLS: one system call per burst of TLS records instead of one per
 //! record.
 //!
-//! rustls asks its transport for exactly the rest of the record it is assembling (8 KiB and a
-//! header, as the instance's proxy sends them), so a bulk read costs a `recvfrom` per record even
-//! when the socket already holds many. [`ReadAhead`] reads whatever is there, up to its capacity,
+//! rustls reads into the free room of its own buffer, which grows 4 KiB at a time up to one
+//! record and shrinks back to 4 KiB when empty, so a bulk read of the proxy's 8 KiB records costs
+//! about a `recvfrom` per record (8,214 bytes each in `strace`) even when the socket already
+//! holds many. [`ReadAhead`] reads whatever is there, up to its capacity,
 //! and serves rustls' reads from that. It holds its buffer only while it holds unread bytes (then
 //! the buffer goes back to the thread's [spares](crate::spare_buffers)): an idle connection keeps
 //! none (RSS per connection is one of the connector's measured costs).
