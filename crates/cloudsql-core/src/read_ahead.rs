@@ -126,6 +126,24 @@ mod tests {
 
     use super::*;
 
+    /// A server's last words, then a reset: the words on the first read, the error after.
+    struct LastWords(Option<&'static [u8]>);
+    impl AsyncRead for LastWords {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.take() {
+                Some(words) => {
+                    out.put_slice(words);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+            }
+        }
+    }
+
     /// A burst larger than the buffer, read in small pieces, arrives whole and in order, and the
     /// reader holds nothing once it has handed everything out.
     #[tokio::test]
@@ -207,17 +225,7 @@ mod tests {
     /// A read error reaches the caller (and the buffer is given back).
     #[tokio::test]
     async fn a_read_error_reaches_the_caller() {
-        struct Failing;
-        impl AsyncRead for Failing {
-            fn poll_read(
-                self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-                _: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()))
-            }
-        }
-        let mut reader = ReadAhead::new(Failing, 4096);
+        let mut reader = ReadAhead::new(LastWords(None), 4096);
         let mut buf = [0u8; 8];
         let e = reader.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
@@ -228,22 +236,6 @@ mod tests {
     /// words, such as a login refusal, before it resets the connection).
     #[tokio::test]
     async fn bytes_before_an_error_come_first() {
-        struct LastWords(Option<&'static [u8]>);
-        impl AsyncRead for LastWords {
-            fn poll_read(
-                mut self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-                out: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
-                match self.0.take() {
-                    Some(words) => {
-                        out.put_slice(words);
-                        Poll::Ready(Ok(()))
-                    }
-                    None => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
-                }
-            }
-        }
         let mut reader = ReadAhead::new(LastWords(Some(b"access denied")), 4096);
         let mut buf = [0u8; 6];
         let mut got = Vec::new();
