@@ -15,6 +15,13 @@
 //! LOCAL_SOCKET_ROUNDS=400 LOCAL_SOCKET_BULK_ROUNDS=30 cargo bench --bench local_socket
 //! ```
 //!
+//! The bulk rounds also run a floor pair that takes the connector out altogether: tokio-postgres
+//! straight to PostgreSQL over TCP (no TLS), against the same through a bare relay (a Unix
+//! socket, tokio's `copy_bidirectional_with_sizes` with the relay's buffer sizes, plain TCP to
+//! PostgreSQL). Its ratio is what a Unix-socket hop with a plain copy costs on this machine with
+//! nothing else in it, so the local socket's ratio can be read against what the hop alone takes
+//! (the client CPU per MB it adds is the figure to compare; the ratios' denominators differ).
+//!
 //! `LOCAL_SOCKET_ONLY=stream` (or `socket`) runs only that mode's bulk reads and skips the
 //! connect rounds, to count one mode's system calls and wake-ups under `perf stat` (run it on
 //! the child: `perf stat -- env LOCAL_SOCKET_CHILD=… target/release/deps/local_socket-… --bench`
@@ -40,6 +47,29 @@ const CONNECT_ITERATIONS: usize = 200;
 const BULK_ITERATIONS: usize = 10;
 /// About 100 MB per bulk read.
 const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 100000)";
+/// The PostgreSQL the emulated instance fronts, reached directly by the floor pair.
+const POSTGRES: &str = "127.0.0.1:5432";
+/// The bare relay's Unix socket port (its file is `.s.PGSQL.<port>` in the socket's directory).
+const BARE_RELAY_PORT: u16 = 5433;
+/// The local socket relay's buffer sizes (`local_socket/relay.rs`), for the bare relay.
+const RELAY_BUFFERS: (usize, usize) = (16 * 1024, 64 * 1024);
+
+/// One line of the bulk rounds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// The connector's stream, read by the driver.
+    Stream,
+    /// The connector's local socket.
+    Socket,
+    /// Plain TCP to PostgreSQL, no connector, no TLS.
+    Direct,
+    /// The same through a bare Unix-socket relay.
+    BareRelay,
+}
+
+impl Line {
+    const ALL: [Line; 4] = [Line::Stream, Line::Socket, Line::Direct, Line::BareRelay];
+}
 
 fn base() -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
@@ -56,6 +86,42 @@ async fn stream_client(connector: &Connector, instance: &str) -> anyhow::Result<
 async fn socket_client(socket: &LocalSocket) -> anyhow::Result<tokio_postgres::Client> {
     let mut config = base();
     config.host_path(socket.dir()).port(5432);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn direct_client() -> anyhow::Result<tokio_postgres::Client> {
+    let mut config = base();
+    let (host, port) = POSTGRES.split_once(':').expect("host:port");
+    config.host(host).port(port.parse()?);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A Unix socket in `dir` whose connections are copied to PostgreSQL's TCP port and back, with
+/// nothing else: what the hop alone costs, with tokio's own copy.
+fn bare_relay(dir: &std::path::Path) -> anyhow::Result<()> {
+    let listener = tokio::net::UnixListener::bind(dir.join(format!(".s.PGSQL.{BARE_RELAY_PORT}")))?;
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(POSTGRES).await else {
+                    return;
+                };
+                let _ = server.set_nodelay(true);
+                let (up, down) = RELAY_BUFFERS;
+                let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, up, down).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+async fn bare_relay_client(dir: &std::path::Path) -> anyhow::Result<tokio_postgres::Client> {
+    let mut config = base();
+    config.host_path(dir).port(BARE_RELAY_PORT);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
@@ -207,41 +273,67 @@ async fn client(url: &str, key: &std::path::Path, name: &str) -> anyhow::Result<
         socket_p90.as_secs_f64() / stream_p90.as_secs_f64()
     );
 
-    let stream_conn = stream_client(&connector, name).await?;
-    let socket_conn = socket_client(&socket).await?;
-    bulk(&stream_conn).await?;
-    bulk(&socket_conn).await?;
-    let (mut stream_rates, mut socket_rates) = (Vec::new(), Vec::new());
-    let (mut stream_cpu, mut socket_cpu) = (Vec::new(), Vec::new());
+    let bare_dir = std::env::temp_dir().join(format!("cloudsql-bench-bare-{}", std::process::id()));
+    std::fs::create_dir_all(&bare_dir)?;
+    bare_relay(&bare_dir)?;
+    let mut clients = Vec::new();
+    for line in Line::ALL {
+        let client = match line {
+            Line::Stream => stream_client(&connector, name).await?,
+            Line::Socket => socket_client(&socket).await?,
+            Line::Direct => direct_client().await?,
+            Line::BareRelay => bare_relay_client(&bare_dir).await?,
+        };
+        bulk(&client).await?;
+        clients.push((line, client));
+    }
+    // Per line: MB/s and client CPU ms per MB of each round.
+    let mut rates = [(); 4].map(|()| Vec::new());
+    let mut cpus = [(); 4].map(|()| Vec::new());
     for _ in 0..bulk_rounds {
-        shuffle(&mut turns);
-        for stream_turn in turns {
-            let client = if stream_turn { &stream_conn } else { &socket_conn };
+        shuffle(&mut clients);
+        for (line, client) in &clients {
             let (mb, secs, cpu) = timed_bulk(client).await?;
-            let (rates, cpus) = if stream_turn {
-                (&mut stream_rates, &mut stream_cpu)
-            } else {
-                (&mut socket_rates, &mut socket_cpu)
-            };
-            rates.push(mb / secs);
-            cpus.push(cpu / mb);
+            let i = Line::ALL
+                .iter()
+                .position(|l| l == line)
+                .expect("every line is in ALL");
+            rates[i].push(mb / secs);
+            cpus[i].push(cpu / mb);
         }
     }
     let mid = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (stream_rate, socket_rate) = (mid(&mut stream_rates), mid(&mut socket_rates));
-    let (stream_cpu, socket_cpu) = (mid(&mut stream_cpu), mid(&mut socket_cpu));
+    let rate: Vec<f64> = rates.iter_mut().map(mid).collect();
+    let cpu: Vec<f64> = cpus.iter_mut().map(mid).collect();
+    let (stream, socket, direct, bare) = (0, 1, 2, 3);
     println!(
-        "bulk read (~100 MB), stream mode     median {stream_rate:>8.1} MB/s, client CPU {stream_cpu:.3} ms per MB (n={bulk_rounds})"
+        "bulk read (~100 MB), stream mode     median {:>8.1} MB/s, client CPU {:.3} ms per MB (n={bulk_rounds})",
+        rate[stream], cpu[stream]
     );
     println!(
-        "bulk read (~100 MB), local socket    median {socket_rate:>8.1} MB/s, client CPU {socket_cpu:.3} ms per MB (n={bulk_rounds})  \
-         ratio vs stream {:.3}x  (goal >= 0.95x), CPU per MB {:.3}x",
-        socket_rate / stream_rate,
-        socket_cpu / stream_cpu
+        "bulk read (~100 MB), local socket    median {:>8.1} MB/s, client CPU {:.3} ms per MB (n={bulk_rounds})  \
+         ratio vs stream {:.3}x  (goal >= 0.95x), CPU per MB {:.3}x (+{:.3} ms)",
+        rate[socket],
+        cpu[socket],
+        rate[socket] / rate[stream],
+        cpu[socket] / cpu[stream],
+        cpu[socket] - cpu[stream]
     );
+    println!(
+        "floor pair, no connector, no TLS: direct TCP median {:>8.1} MB/s, client CPU {:.3} ms per MB; \
+         bare Unix-socket relay {:>8.1} MB/s, {:.3} ms per MB  ratio {:.3}x, CPU per MB {:.3}x (+{:.3} ms)",
+        rate[direct],
+        cpu[direct],
+        rate[bare],
+        cpu[bare],
+        rate[bare] / rate[direct],
+        cpu[bare] / cpu[direct],
+        cpu[bare] - cpu[direct]
+    );
+    let _ = std::fs::remove_dir_all(&bare_dir);
     connector.close().await;
     Ok(())
 }
