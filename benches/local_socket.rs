@@ -2,7 +2,7 @@
 //! instance, measured interleaved in one run: connect→first row latency, bulk read throughput,
 //! and the client's CPU per MB of bulk read. The ratio is what the extra Unix-socket hop and
 //! relay cost; issue 13's goals are connect ≤ 1.05× and bulk ≥ 0.95× the stream mode. Each round
-//! runs both modes in random order.
+//! runs its lines in a new random order.
 //!
 //! The client (the connector, its local socket and tokio-postgres) runs in a child process of
 //! the bench, as an application would against a real instance; the emulator stays in this one.
@@ -21,10 +21,10 @@
 //! PostgreSQL). Its ratio is what a Unix-socket hop with a plain copy costs on this machine with
 //! nothing else in it, so the local socket's ratio can be read against what the hop alone takes
 //! (the client CPU per MB it adds is the figure to compare; the ratios' denominators differ).
-//! On Linux a fifth line runs the same bare relay with `splice(2)` through a pipe for the bytes
-//! from PostgreSQL: no copy in user space and none into the Unix socket (the kernel passes the
-//! pages on), which is what a relay could do if the kernel ran TLS (kTLS) — the measure of what
-//! is left to win below the relay.
+//! On Linux a fifth line runs the same bare relay with `splice(2)` through a 64 KiB pipe for the
+//! bytes from PostgreSQL: no copy in user space, and on kernels since 6.5 (which take spliced
+//! pages into a Unix socket) none into the socket either: a relay that does not copy, as one
+//! could with TLS in the kernel (kTLS), though kTLS would also decrypt into new pages.
 //!
 //! `LOCAL_SOCKET_ONLY=stream` (or `socket`) runs only that mode's bulk reads and skips the
 //! connect rounds, to count one mode's system calls and wake-ups under `perf stat` (run it on
@@ -52,13 +52,16 @@ const BULK_ITERATIONS: usize = 10;
 /// About 100 MB per bulk read.
 const BULK_SQL: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 100000)";
 /// The PostgreSQL the emulated instance fronts, reached directly by the floor pair.
-const POSTGRES: &str = "127.0.0.1:5432";
+const POSTGRES: (&str, u16) = ("127.0.0.1", 5432);
 /// The bare relay's Unix socket port (its file is `.s.PGSQL.<port>` in the socket's directory).
 const BARE_RELAY_PORT: u16 = 5433;
+/// The splicing relay's Unix socket port.
+const SPLICE_RELAY_PORT: u16 = 5434;
 /// The local socket relay's buffer sizes (`local_socket/relay.rs`), for the bare relay.
 const RELAY_BUFFERS: (usize, usize) = (16 * 1024, 64 * 1024);
 
-/// One line of the bulk rounds.
+/// One line of the bulk rounds; its discriminant is its place in [`Line::ALL`] and in the
+/// per-line results.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Line {
     /// The connector's stream, read by the driver.
@@ -74,6 +77,7 @@ enum Line {
 }
 
 impl Line {
+    /// Every line, in discriminant order.
     const ALL: [Line; 5] = [
         Line::Stream,
         Line::Socket,
@@ -81,6 +85,11 @@ impl Line {
         Line::BareRelay,
         Line::SpliceRelay,
     ];
+
+    /// This line's place in [`Line::ALL`] and in the per-line results.
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 fn base() -> tokio_postgres::Config {
@@ -103,10 +112,10 @@ async fn socket_client(socket: &LocalSocket) -> anyhow::Result<tokio_postgres::C
     Ok(client)
 }
 
+/// tokio-postgres straight to [`POSTGRES`] over TCP, without TLS.
 async fn direct_client() -> anyhow::Result<tokio_postgres::Client> {
     let mut config = base();
-    let (host, port) = POSTGRES.split_once(':').expect("host:port");
-    config.host(host).port(port.parse()?);
+    config.host(POSTGRES.0).port(POSTGRES.1);
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
@@ -131,13 +140,12 @@ fn bare_relay(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The splicing relay's Unix socket port.
-const SPLICE_RELAY_PORT: u16 = 5434;
-
 /// As [`bare_relay`], but the bytes from PostgreSQL cross by `splice(2)`, TCP → pipe → Unix
 /// socket, never entering user space (the client's queries are copied as before).
 #[cfg(target_os = "linux")]
 fn splice_relay(dir: &std::path::Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+
     let listener = tokio::net::UnixListener::bind(dir.join(format!(".s.PGSQL.{SPLICE_RELAY_PORT}")))?;
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
@@ -148,8 +156,11 @@ fn splice_relay(dir: &std::path::Path) -> anyhow::Result<()> {
                 let _ = server.set_nodelay(true);
                 let (mut client_read, client_write) = client.into_split();
                 let (server_read, mut server_write) = server.into_split();
-                let up = tokio::io::copy(&mut client_read, &mut server_write);
-                let down = splice_down(server_read.as_ref(), client_write.as_ref());
+                let up = async {
+                    tokio::io::copy(&mut client_read, &mut server_write).await?;
+                    server_write.shutdown().await
+                };
+                let down = splice_down(server_read.as_ref(), client_write);
                 let _ = tokio::try_join!(up, down);
             });
         }
@@ -157,13 +168,17 @@ fn splice_relay(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Moves everything `from` receives to `to` through a pipe, until `from` ends.
+/// Moves everything `from` receives to `to` through a pipe; when `from` ends, shuts `to`'s
+/// writing down, so the client sees the end too.
 #[cfg(target_os = "linux")]
-async fn splice_down(from: &tokio::net::TcpStream, to: &tokio::net::UnixStream) -> std::io::Result<()> {
+async fn splice_down(
+    from: &tokio::net::TcpStream,
+    mut to: tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
     use rustix::pipe::{PipeFlags, SpliceFlags, fcntl_setpipe_size, pipe_with, splice};
-    use tokio::io::Interest;
+    use tokio::io::{AsyncWriteExt as _, Interest};
 
-    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    let flags = SpliceFlags::NONBLOCK;
     let (pipe_read, pipe_write) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC)?;
     // As much as the relay's buffer holds.
     let capacity = fcntl_setpipe_size(&pipe_write, RELAY_BUFFERS.1)?;
@@ -174,17 +189,19 @@ async fn splice_down(from: &tokio::net::TcpStream, to: &tokio::net::UnixStream) 
         let moved = match from.try_io(Interest::READABLE, || {
             Ok(splice(from, None, &pipe_write, None, capacity, flags)?)
         }) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return to.shutdown().await,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         };
         let mut left = moved;
         while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                Ok(splice(&pipe_read, None, to, None, left, flags)?)
+            let socket: &tokio::net::UnixStream = to.as_ref();
+            socket.writable().await?;
+            match socket.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe_read, None, socket, None, left, flags)?)
             }) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => left -= n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
@@ -193,6 +210,7 @@ async fn splice_down(from: &tokio::net::TcpStream, to: &tokio::net::UnixStream) 
     }
 }
 
+/// tokio-postgres through the relay listening in `dir` on `port`, without TLS.
 async fn bare_relay_client(dir: &std::path::Path, port: u16) -> anyhow::Result<tokio_postgres::Client> {
     let mut config = base();
     config.host_path(dir).port(port);
@@ -233,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
         .add_instance(InstanceConfig::new(
             "bench-project:us-central1:bench-sock",
             "POSTGRES_15",
-            "127.0.0.1:5432".parse()?,
+            format!("{}:{}", POSTGRES.0, POSTGRES.1).parse()?,
         ))
         .await?;
     let dir = std::env::temp_dir().join(format!("cloudsql-bench-sock-{}", std::process::id()));
@@ -368,60 +386,67 @@ async fn client(url: &str, key: &std::path::Path, name: &str) -> anyhow::Result<
         clients.push((line, client));
     }
     // Per line: MB/s and client CPU ms per MB of each round.
-    let mut rates = [(); Line::ALL.len()].map(|()| Vec::new());
-    let mut cpus = [(); Line::ALL.len()].map(|()| Vec::new());
+    let mut rates: [Vec<f64>; Line::ALL.len()] = std::array::from_fn(|_| Vec::new());
+    let mut cpus: [Vec<f64>; Line::ALL.len()] = std::array::from_fn(|_| Vec::new());
     for _ in 0..bulk_rounds {
         shuffle(&mut clients);
         for (line, client) in &clients {
             let (mb, secs, cpu) = timed_bulk(client).await?;
-            let i = Line::ALL
-                .iter()
-                .position(|l| l == line)
-                .expect("every line is in ALL");
-            rates[i].push(mb / secs);
-            cpus[i].push(cpu / mb);
+            rates[line.index()].push(mb / secs);
+            cpus[line.index()].push(cpu / mb);
         }
     }
     let mid = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let rate: Vec<f64> = rates.iter_mut().map(mid).collect();
-    let cpu: Vec<f64> = cpus.iter_mut().map(mid).collect();
-    let (stream, socket, direct, bare, spliced) = (0, 1, 2, 3, 4);
+    let median_rate: Vec<f64> = rates.iter_mut().map(mid).collect();
+    let median_cpu: Vec<f64> = cpus.iter_mut().map(mid).collect();
+    let (rate, cpu) = (
+        |line: Line| median_rate[line.index()],
+        |line: Line| median_cpu[line.index()],
+    );
+    let (stream, socket_mode, direct, bare, spliced) = (
+        Line::Stream,
+        Line::Socket,
+        Line::Direct,
+        Line::BareRelay,
+        Line::SpliceRelay,
+    );
     println!(
         "bulk read (~100 MB), stream mode     median {:>8.1} MB/s, client CPU {:.3} ms per MB (n={bulk_rounds})",
-        rate[stream], cpu[stream]
+        rate(stream),
+        cpu(stream)
     );
     println!(
         "bulk read (~100 MB), local socket    median {:>8.1} MB/s, client CPU {:.3} ms per MB (n={bulk_rounds})  \
          ratio vs stream {:.3}x  (goal >= 0.95x), CPU per MB {:.3}x ({:+.3} ms)",
-        rate[socket],
-        cpu[socket],
-        rate[socket] / rate[stream],
-        cpu[socket] / cpu[stream],
-        cpu[socket] - cpu[stream]
+        rate(socket_mode),
+        cpu(socket_mode),
+        rate(socket_mode) / rate(stream),
+        cpu(socket_mode) / cpu(stream),
+        cpu(socket_mode) - cpu(stream)
     );
     println!(
         "floor pair, no connector, no TLS: direct TCP median {:>8.1} MB/s, client CPU {:.3} ms per MB; \
          bare Unix-socket relay {:>8.1} MB/s, {:.3} ms per MB  ratio {:.3}x, CPU per MB {:.3}x ({:+.3} ms)",
-        rate[direct],
-        cpu[direct],
-        rate[bare],
-        cpu[bare],
-        rate[bare] / rate[direct],
-        cpu[bare] / cpu[direct],
-        cpu[bare] - cpu[direct]
+        rate(direct),
+        cpu(direct),
+        rate(bare),
+        cpu(bare),
+        rate(bare) / rate(direct),
+        cpu(bare) / cpu(direct),
+        cpu(bare) - cpu(direct)
     );
     if cfg!(target_os = "linux") {
         println!(
             "floor pair, spliced: bare relay with splice(2) for PostgreSQL's bytes {:>8.1} MB/s, {:.3} ms per MB  \
              ratio {:.3}x vs direct TCP, CPU per MB {:.3}x ({:+.3} ms)",
-            rate[spliced],
-            cpu[spliced],
-            rate[spliced] / rate[direct],
-            cpu[spliced] / cpu[direct],
-            cpu[spliced] - cpu[direct]
+            rate(spliced),
+            cpu(spliced),
+            rate(spliced) / rate(direct),
+            cpu(spliced) / cpu(direct),
+            cpu(spliced) - cpu(direct)
         );
     }
     let _ = std::fs::remove_dir_all(&bare_dir);
