@@ -1,9 +1,11 @@
 //! Every driver path against its floor, in one run on one emulator: warm connect → first row and
-//! bulk read, for tokio-postgres, deadpool, bb8, sqlx (PostgreSQL and MySQL) and mysql_async.
+//! bulk read, for tokio-postgres, deadpool, bb8, sqlx (PostgreSQL and MySQL), mysql_async and
+//! tiberius (SQL Server; warm connect and resources only: the emulator's TDS responder answers
+//! `SELECT <integer>`, not bulk reads).
 //!
 //! The floor is what a hand-written client with a certificate issued beforehand must do at least
 //! (benches/support/floor.rs): for tokio-postgres and its pools, a TLS 1.3 mTLS stream to the
-//! instance's proxy handed to `connect_raw`; for the drivers that cannot take a stream (sqlx,
+//! instance's proxy handed to `connect_raw` (for tiberius, to `Client::connect`); for the drivers that cannot take a stream (sqlx,
 //! mysql_async), the same driver through a bare Unix-socket relay over such a stream. Each
 //! contender is compared with the floor of its own driver, so the ratio is what the connector
 //! costs, not what one driver costs against another. The pools' lines are a new connection made
@@ -50,6 +52,7 @@ use mysql_async::prelude::Queryable;
 use sqlx::ConnectOptions;
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 #[path = "support/cpu.rs"]
 mod cpu;
@@ -67,6 +70,8 @@ const MYSQL_DB: &str = "cloudsql_test";
 /// About 25 MB per bulk read.
 const PG_BULK: &str = "SELECT repeat('x', 1000) FROM generate_series(1, 25000)";
 const MYSQL_BULK: &str = "SELECT REPEAT('x', 1000) FROM seq_1_to_25000";
+/// The SQL login the emulated SQL Server instance accepts (its TDS responder checks it).
+const MSSQL_LOGIN: (&str, &str) = ("sqlserver", "bench-S3cret!");
 
 fn pg_config() -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
@@ -83,6 +88,12 @@ fn sqlx_mysql_options() -> MySqlConnectOptions {
         .username(MYSQL_USER)
         .password(MYSQL_PASSWORD)
         .database(MYSQL_DB)
+}
+
+fn tiberius_config() -> tiberius::Config {
+    let mut config = tiberius::Config::new();
+    config.authentication(tiberius::AuthMethod::sql_server(MSSQL_LOGIN.0, MSSQL_LOGIN.1));
+    config
 }
 
 fn mysql_opts() -> mysql_async::OptsBuilder {
@@ -107,10 +118,12 @@ enum Path {
     MysqlAsync,
     FloorSqlxMysql,
     SqlxMysql,
+    FloorTiberius,
+    Tiberius,
 }
 
 impl Path {
-    const ALL: [Path; 11] = [
+    const ALL: [Path; 13] = [
         Path::FloorPostgres,
         Path::TokioPostgres,
         Path::FloorDeadpool,
@@ -122,6 +135,8 @@ impl Path {
         Path::MysqlAsync,
         Path::FloorSqlxMysql,
         Path::SqlxMysql,
+        Path::FloorTiberius,
+        Path::Tiberius,
     ];
     const BULK: [Path; 8] = [
         Path::FloorPostgres,
@@ -147,6 +162,8 @@ impl Path {
             Path::MysqlAsync => "mysql_async Conn (cloudsql_mysql)",
             Path::FloorSqlxMysql => "floor: bare relay + sqlx MySqlConnection",
             Path::SqlxMysql => "sqlx MySqlConnection (cloudsql_sqlx)",
+            Path::FloorTiberius => "floor: rustls mTLS stream + tiberius",
+            Path::Tiberius => "tiberius (cloudsql_mssql::connect)",
         }
     }
 
@@ -160,6 +177,7 @@ impl Path {
             Path::SqlxPostgres => Some(Path::FloorSqlxPostgres),
             Path::MysqlAsync => Some(Path::FloorMysqlAsync),
             Path::SqlxMysql => Some(Path::FloorSqlxMysql),
+            Path::Tiberius => Some(Path::FloorTiberius),
             _ => None,
         }
     }
@@ -242,6 +260,8 @@ struct Setup {
     mysql_floor: mysql_async::Opts,
     sqlx_mysql: MySqlConnectOptions,
     sqlx_mysql_floor: MySqlConnectOptions,
+    ms_instance: String,
+    ms_floor: Arc<Floor>,
     _relays: Vec<FloorRelay>,
 }
 
@@ -252,7 +272,14 @@ enum Conn {
     SqlxPostgres(sqlx::PgConnection),
     MysqlAsync(mysql_async::Conn),
     SqlxMysql(sqlx::MySqlConnection),
+    // Boxed: a tiberius client is several times larger than the others.
+    Tiberius(Box<cloudsql::mssql::CloudSqlClient>),
+    FloorTiberius(Box<FloorTiberiusClient>),
 }
+
+/// tiberius over the floor's TLS stream.
+type FloorTiberiusClient =
+    tiberius::Client<tokio_util::compat::Compat<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>>;
 
 impl Setup {
     async fn tokio_postgres(&self, floor: bool) -> anyhow::Result<tokio_postgres::Client> {
@@ -288,6 +315,16 @@ impl Setup {
             Path::MysqlAsync => Conn::MysqlAsync(mysql_async::Conn::new(self.mysql.clone()).await?),
             Path::FloorSqlxMysql => Conn::SqlxMysql(self.sqlx_mysql_floor.connect().await?),
             Path::SqlxMysql => Conn::SqlxMysql(self.sqlx_mysql.connect().await?),
+            Path::FloorTiberius => {
+                let mut config = tiberius_config();
+                // The floor's TLS is the encryption, as the connector's is.
+                config.encryption(tiberius::EncryptionLevel::NotSupported);
+                let stream = self.ms_floor.connect().await?.compat_write();
+                Conn::FloorTiberius(Box::new(tiberius::Client::connect(config, stream).await?))
+            }
+            Path::Tiberius => Conn::Tiberius(Box::new(
+                cloudsql::mssql::connect(&self.connector, &self.ms_instance, tiberius_config()).await?,
+            )),
         })
     }
 
@@ -319,7 +356,20 @@ async fn query_one(conn: &mut Conn) -> anyhow::Result<i64> {
             .await?
             .ok_or_else(|| anyhow::anyhow!("no row"))?,
         Conn::SqlxMysql(c) => sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(c).await?,
+        Conn::Tiberius(c) => tiberius_one(c.simple_query("SELECT 1").await?).await?,
+        Conn::FloorTiberius(c) => tiberius_one(c.simple_query("SELECT 1").await?).await?,
     })
+}
+
+/// The `int` of a one-row, one-column answer.
+async fn tiberius_one(answer: tiberius::QueryStream<'_>) -> anyhow::Result<i64> {
+    let row = answer
+        .into_row()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    Ok(i64::from(
+        row.get::<i32, _>(0).ok_or_else(|| anyhow::anyhow!("a NULL"))?,
+    ))
 }
 
 async fn close(conn: Conn) {
@@ -330,6 +380,8 @@ async fn close(conn: Conn) {
         Conn::SqlxPostgres(c) => drop(sqlx::Connection::close(c).await),
         Conn::MysqlAsync(c) => drop(c.disconnect().await),
         Conn::SqlxMysql(c) => drop(sqlx::Connection::close(c).await),
+        Conn::Tiberius(c) => drop((*c).close().await),
+        Conn::FloorTiberius(c) => drop((*c).close().await),
     }
 }
 
@@ -366,6 +418,9 @@ async fn bulk(conn: &mut Conn) -> anyhow::Result<usize> {
             .iter()
             .map(String::len)
             .sum(),
+        Conn::Tiberius(_) | Conn::FloorTiberius(_) => {
+            anyhow::bail!("the emulator's TDS responder answers no bulk reads")
+        }
     })
 }
 
@@ -393,9 +448,10 @@ struct Target {
     key_file: PathBuf,
     pg: FloorTarget,
     my: FloorTarget,
+    ms: FloorTarget,
 }
 
-/// The two instances on `emulator`, and a service account key in `dir`.
+/// The three instances on `emulator`, and a service account key in `dir`.
 async fn instances(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result<Target> {
     let pg = emulator
         .add_instance(
@@ -417,11 +473,19 @@ async fn instances(emulator: &Emulator, dir: &std::path::Path) -> anyhow::Result
             .ca_mode(CaMode::GoogleManagedCas),
         )
         .await?;
+    let ms = emulator
+        .add_instance(
+            InstanceConfig::sql_server("bench-project:us-central1:drivers-ms")
+                .sql_login(MSSQL_LOGIN.0, MSSQL_LOGIN.1)
+                .ca_mode(CaMode::GoogleManagedCas),
+        )
+        .await?;
     Ok(Target {
         admin_api_url: emulator.admin_api_url(),
         key_file: emulator.write_service_account_file("bench@bench-project.iam.gserviceaccount.com", dir)?,
         pg: FloorTarget::of(emulator, &pg),
         my: FloorTarget::of(emulator, &my),
+        ms: FloorTarget::of(emulator, &ms),
     })
 }
 
@@ -441,6 +505,7 @@ async fn setup(target: &Target, dir: &std::path::Path, pool_size: usize) -> anyh
 
     let pg_floor = Arc::new(Floor::at(&target.pg).await?);
     let my_floor = Arc::new(Floor::at(&target.my).await?);
+    let ms_floor = Arc::new(Floor::at(&target.ms).await?);
     let pg_relay = FloorRelay::start(pg_floor.clone(), &dir.join("pg"), ".s.PGSQL.5432")?;
     let my_relay = FloorRelay::start(my_floor, &dir.join("my"), "mysql.sock")?;
 
@@ -480,6 +545,8 @@ async fn setup(target: &Target, dir: &std::path::Path, pool_size: usize) -> anyh
         mysql_floor,
         sqlx_mysql,
         sqlx_mysql_floor,
+        ms_instance: target.ms.connection_name.clone(),
+        ms_floor,
         _relays: vec![pg_relay, my_relay],
     })
 }
