@@ -5,8 +5,9 @@
 //!
 //! The floor is what a hand-written client with a certificate issued beforehand must do at least
 //! (benches/support/floor.rs): for tokio-postgres and its pools, a TLS 1.3 mTLS stream to the
-//! instance's proxy handed to `connect_raw` (for tiberius, to `Client::connect`); for the drivers that cannot take a stream (sqlx,
-//! mysql_async), the same driver through a bare Unix-socket relay over such a stream. Each
+//! instance's proxy handed to `connect_raw` (for tiberius, to `Client::connect`); for the drivers
+//! that cannot take a stream (sqlx, mysql_async), the same driver through a bare Unix-socket relay
+//! over such a stream. Each
 //! contender is compared with the floor of its own driver, so the ratio is what the connector
 //! costs, not what one driver costs against another. The pools' lines are a new connection made
 //! by the pool (`Pool::get` with the previous connection taken out of it, and bb8's manager

@@ -105,20 +105,24 @@ async fn stream_client(connector: &Connector, instance: &str) -> anyhow::Result<
 }
 
 async fn socket_client(socket: &LocalSocket) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = base();
-    config.host_path(socket.dir()).port(5432);
+    unix_client(socket.dir(), 5432).await
+}
+
+/// tokio-postgres without TLS to where `config` points, its connection on a task of its own.
+async fn plain_client(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     Ok(client)
 }
 
+/// tokio-postgres through the Unix socket `.s.PGSQL.<port>` in `dir`.
+async fn unix_client(dir: &std::path::Path, port: u16) -> anyhow::Result<tokio_postgres::Client> {
+    plain_client(base().host_path(dir).port(port)).await
+}
+
 /// tokio-postgres straight to [`POSTGRES`] over TCP, without TLS.
 async fn direct_client() -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = base();
-    config.host(POSTGRES.0).port(POSTGRES.1);
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
+    plain_client(base().host(POSTGRES.0).port(POSTGRES.1)).await
 }
 
 /// A Unix socket in `dir` whose connections are copied to PostgreSQL's TCP port and back, with
@@ -208,15 +212,6 @@ async fn splice_down(
             }
         }
     }
-}
-
-/// tokio-postgres through the relay listening in `dir` on `port`, without TLS.
-async fn bare_relay_client(dir: &std::path::Path, port: u16) -> anyhow::Result<tokio_postgres::Client> {
-    let mut config = base();
-    config.host_path(dir).port(port);
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 async fn bulk(client: &tokio_postgres::Client) -> anyhow::Result<usize> {
@@ -376,9 +371,9 @@ async fn client(url: &str, key: &std::path::Path, name: &str) -> anyhow::Result<
             Line::Stream => stream_client(&connector, name).await?,
             Line::Socket => socket_client(&socket).await?,
             Line::Direct => direct_client().await?,
-            Line::BareRelay => bare_relay_client(&bare_dir, BARE_RELAY_PORT).await?,
+            Line::BareRelay => unix_client(&bare_dir, BARE_RELAY_PORT).await?,
             Line::SpliceRelay if cfg!(target_os = "linux") => {
-                bare_relay_client(&bare_dir, SPLICE_RELAY_PORT).await?
+                unix_client(&bare_dir, SPLICE_RELAY_PORT).await?
             }
             Line::SpliceRelay => continue,
         };
